@@ -1,0 +1,216 @@
+"""The backend base class: what a storage plugin implements.
+
+A plugin subclasses :class:`Backend`, sets the class attributes that describe it, and
+overrides the operations it can do.  Everything else answers :class:`~bdev.errors.NotSupported`
+with a sentence naming the backend, so a plugin implements only what it can.  The core decides
+*which* operation to call (native snapshot or copy, staging and swapping for a restore); a
+backend only does what it is asked, on the rootfs it is given.
+
+Operations receive :class:`~bdev.records.Placement` records (where to put new storage) and
+:class:`~bdev.records.Rootfs` records (existing storage), never container objects: backends
+do not read or write container configs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import ClassVar
+
+from .errors import BdevError, NotSupported
+from .records import Capabilities, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
+from .requirements import Requirement, unmet
+
+
+class Backend:
+    """Base of every storage backend.
+
+    Class attributes a plugin sets:
+
+    * ``name``: canonical name, the prefix in ``lxc.rootfs.path`` (``dir``, ``btrfs`` ...).
+    * ``aliases``: other accepted names (``overlayfs`` for ``overlay``).
+    * ``description``: one line for ``bdev backends``.
+    * ``capabilities``: a :class:`~bdev.records.Capabilities`.
+    * ``requires``: tools, Python modules and kernel filesystems it needs.
+    * ``detect_priority``: order in which an unprefixed rootfs path (LXC 1.0 configs) is probed,
+      lower first; None means this backend never claims an unprefixed path.  Specific backends
+      use small numbers (btrfs 10, zfs 20, lvm 30, rbd 40, loop 50); ``dir`` accepts any
+      directory and comes last (1000), so a btrfs subvolume is not mistaken for a plain
+      directory as LXC >= 2.1 does.
+    * ``best_priority``: order tried by ``-B best`` (LXC: btrfs, zfs, lvm, dir; lower first);
+      None means ``best`` never picks it.
+
+    :param settings: the global ``lxc.conf`` values (``lxc.bdev.zfs.root`` ...), read-only.
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    requires: ClassVar[tuple[Requirement, ...]] = ()
+    detect_priority: ClassVar[int | None] = None
+    best_priority: ClassVar[int | None] = None
+
+    def __init__(self, settings: Mapping[str, str] | None = None):
+        self.settings: Mapping[str, str] = dict(settings or {})
+
+    # ------------------------------------------------------------------ availability
+
+    def unavailable_reasons(self) -> list[str]:
+        """Why this backend cannot work on this machine; empty when it can.
+
+        The default checks ``requires``.  Override to add checks (a daemon, a pool) and call
+        ``super()``.
+        """
+        return unmet(self.requires)
+
+    def refusal_at(self, placement: Placement, options: CreateOptions) -> str | None:
+        """Why a new rootfs cannot be made at ``placement`` (btrfs: "… is on ext4, not btrfs"),
+        or None.  Checked before anything is created, so a refusal leaves nothing behind."""
+        return None
+
+    def implementation(self) -> str:
+        """How the backend does its work here, for ``bdev backends`` (``btrfsutil 6.2``, ``CLI``)."""
+        return ""
+
+    # ------------------------------------------------------------------ identity
+
+    def detect(self, source: str) -> bool:
+        """Whether an unprefixed ``lxc.rootfs.path`` value (LXC 1.0 configs) is this backend's.
+
+        Called in ``detect_priority`` order; the first True wins.  Must not change anything.
+        """
+        return False
+
+    def parse(self, source: str) -> Rootfs:
+        """Turn the text after ``<name>:`` into a :class:`Rootfs`, refusing malformed values."""
+        return Rootfs(self.name, source)
+
+    def default_source(self, placement: Placement, options: CreateOptions) -> str:
+        """The locator a rootfs created at ``placement`` would get, without creating it."""
+        raise self._unsupported("naming a new rootfs")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def create(self, placement: Placement, options: CreateOptions) -> Rootfs:
+        """Create an empty, unmounted rootfs for ``placement`` and return it.
+
+        On failure nothing may be left behind.  ``placement.directory`` exists already.
+        """
+        raise self._unsupported("create")
+
+    def destroy(self, rootfs: Rootfs) -> None:
+        """Remove ``rootfs`` and all its data.  Removing one that is already gone is not an error."""
+        raise self._unsupported("destroy")
+
+    def exists(self, rootfs: Rootfs) -> bool:
+        """Whether the storage behind ``rootfs`` exists."""
+        raise self._unsupported("checking existence")
+
+    def identity(self, rootfs: Rootfs) -> str:
+        """A token that changes when different storage appears under the same locator
+        (a directory's device and inode, a dataset's guid).  Used to tell, after a crash,
+        whether an atomic swap happened."""
+        raise self._unsupported("identity")
+
+    def data_path(self, rootfs: Rootfs) -> Path | None:
+        """A path where the files are reachable without mounting (dir, btrfs), else None."""
+        return None
+
+    def mount(self, rootfs: Rootfs, mountpoint: Path, *, readonly: bool = False) -> None:
+        """Mount ``rootfs`` on the existing directory ``mountpoint``."""
+        raise self._unsupported("mount")
+
+    def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
+        """Undo :meth:`mount`."""
+        raise self._unsupported("umount")
+
+    @contextlib.contextmanager
+    def accessed(self, rootfs: Rootfs, *, readonly: bool = False) -> Iterator[Path]:
+        """Context manager yielding a path to the files of ``rootfs``: its ``data_path`` if it
+        has one, otherwise a temporary mount that is undone on exit."""
+        direct = self.data_path(rootfs)
+        if direct is not None:
+            yield direct
+            return
+        with tempfile.TemporaryDirectory(prefix=f"bdev-{self.name}-") as tmp:
+            mountpoint = Path(tmp)
+            self.mount(rootfs, mountpoint, readonly=readonly)
+            try:
+                yield mountpoint
+            finally:
+                self.umount(rootfs, mountpoint)
+
+    def usage(self, rootfs: Rootfs) -> Usage:
+        """Space used by ``rootfs`` (and its limit, if any)."""
+        return Usage(None, note=f"the {self.name} backend cannot measure usage")
+
+    # ------------------------------------------------------------------ cloning
+
+    def copy_from(
+        self,
+        source_path: Path,
+        placement: Placement,
+        options: CreateOptions,
+        progress: "object | None" = None,
+    ) -> CloneOutcome:
+        """Make a new rootfs at ``placement`` holding a full copy of the tree at ``source_path``.
+
+        The default creates an empty rootfs, copies with bdev's copy engine (which keeps what
+        ``rsync -aHAXS --numeric-ids`` keeps and reflinks where it can) and destroys the new
+        rootfs again if anything fails.  Override for a faster native path.
+        """
+        from .copying import copytree
+
+        rootfs = self.create(placement, options)
+        try:
+            with self.accessed(rootfs) as target:
+                stats = copytree(source_path, target, progress=progress)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.destroy(rootfs)
+            raise
+        return CloneOutcome(rootfs, "copy", stats=stats)
+
+    def snapshot_refusal(self, source: Rootfs, source_backend: "Backend", placement: Placement) -> str | None:
+        """Why :meth:`snapshot` cannot clone ``source`` (of ``source_backend``) to ``placement``,
+        or None if it can.  The default: this backend has no native snapshot."""
+        if not self.capabilities.native_snapshot and source_backend.name not in self.capabilities.layers_over:
+            return f"the {self.name} backend has no native snapshot"
+        if source_backend.name != self.name and source_backend.name not in self.capabilities.layers_over:
+            return f"the {self.name} backend cannot snapshot a {source_backend.name} rootfs"
+        return None
+
+    def snapshot(
+        self, source: Rootfs, source_backend: "Backend", placement: Placement, options: CreateOptions
+    ) -> CloneOutcome:
+        """Make a copy-on-write clone of ``source`` at ``placement`` (only called when
+        :meth:`snapshot_refusal` returned None).  Return method ``snapshot`` for a native
+        snapshot of the same backend or ``layer`` for a layer over another backend, and set
+        ``depends_on_origin`` when the clone needs ``source`` to stay."""
+        raise self._unsupported("snapshot")
+
+    # ------------------------------------------------------------------ atomic restore
+
+    def swap(self, live: Rootfs, staged: Rootfs) -> None:
+        """Exchange the contents of two rootfs of this backend atomically: afterwards ``live``'s
+        locator holds what ``staged`` held and the reverse.  A crash at any moment must leave
+        each locator holding one of the two complete trees (check with :meth:`identity`)."""
+        raise self._unsupported("atomic swap")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _unsupported(self, operation: str) -> NotSupported:
+        return NotSupported(f"the {self.name} backend does not support {operation}", backend=self.name)
+
+    def error(self, cause: str, *, container: str | None = None) -> BdevError:
+        """A :class:`BdevError` naming this backend."""
+        return BdevError(cause, container=container, backend=self.name)
+
+
+def same_filesystem(a: Path, b: Path) -> bool:
+    """Whether two existing paths are on the same mounted filesystem (same st_dev)."""
+    return os.stat(a).st_dev == os.stat(b).st_dev

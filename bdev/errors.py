@@ -1,0 +1,103 @@
+"""Typed errors.  Every expected failure is a :class:`BdevError`.
+
+An error renders as one sentence naming what it is about (container, backend) and the cause,
+for example ``container 'web1' (backend btrfs): /var/lib/lxc is on ext4, not btrfs.``  The CLI
+prints exactly that and exits non-zero; tracebacks are reserved for bugs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class BdevError(Exception):
+    """Base of every error bdev expects and explains.
+
+    :param cause: what went wrong, as a sentence fragment without the subject.
+    :param container: the container (or snapshot) the operation was about, if any.
+    :param backend: the backend involved, if any.
+    """
+
+    exit_code = 1
+
+    def __init__(self, cause: str, *, container: str | None = None, backend: str | None = None):
+        super().__init__(cause)
+        self.cause = cause
+        self.container = container
+        self.backend = backend
+
+    def subject(self) -> str:
+        parts = []
+        if self.container is not None:
+            parts.append(f"container {self.container!r}")
+        if self.backend is not None:
+            parts.append(f"(backend {self.backend})" if parts else f"backend {self.backend}")
+        return " ".join(parts)
+
+    def __str__(self) -> str:
+        subject = self.subject()
+        cause = self.cause.rstrip(".")
+        return f"{subject}: {cause}." if subject else f"{cause[:1].upper()}{cause[1:]}."
+
+    def about(self, *, container: str | None = None, backend: str | None = None) -> "BdevError":
+        """Fill in the container or backend if the raiser did not know them; returns self."""
+        if self.container is None:
+            self.container = container
+        if self.backend is None:
+            self.backend = backend
+        return self
+
+
+class InvalidInput(BdevError):
+    """A name, path, size or option value from the user is not acceptable."""
+
+    exit_code = 2
+
+
+class NotFound(BdevError):
+    """A container, snapshot or backend does not exist."""
+
+
+class AlreadyExists(BdevError):
+    """The target of a create, clone or restore already exists."""
+
+
+class NotSupported(BdevError):
+    """The backend does not offer this operation (the base class answers this by default)."""
+
+
+class BackendUnavailable(BdevError):
+    """The backend is known but cannot work on this machine or at this place."""
+
+    def __init__(self, cause: str, *, reasons: Sequence[str] = (), **kw):
+        super().__init__(cause, **kw)
+        self.reasons = list(reasons)
+
+
+class HasDependents(BdevError):
+    """Refused because something depends on it (snapshots, clones); nothing was changed."""
+
+
+class Busy(BdevError):
+    """Another process holds the container's lock, or the container is running."""
+
+
+class ConfigError(BdevError):
+    """A container configuration file cannot be read or would be written unsafely."""
+
+
+class CommandError(BdevError):
+    """An external command failed; carries its argv, exit status and standard error."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str, **kw):
+        tool = argv[0] if argv else "command"
+        last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+        detail = f": {last}" if last else ""
+        super().__init__(f"{tool} exited with status {returncode}{detail}", **kw)
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class PluginError(BdevError):
+    """A plugin failed to load or registered something inconsistent."""

@@ -1,0 +1,282 @@
+"""The plugin registry: loads plugins through the ``bdev.plugins`` entry-point group and
+offers typed look-ups of backends and templates.
+
+Loading never fails as a whole: a plugin that cannot be imported, raises in a hook, or offers
+a name another plugin already took is recorded as a :class:`PluginProblem` naming it, and the
+rest load.  ``BDEV_DISABLE_PLUGINS=zfs,lvm`` (entry-point names, comma or space separated)
+keeps named plugins from loading at all.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .backend import Backend
+from .errors import BackendUnavailable, ConfigError, NotFound
+from .records import Rootfs
+from .templates import Template
+
+log = logging.getLogger("bdev.registry")
+
+DISABLE_ENV = "BDEV_DISABLE_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A loaded (or refused) plugin: its entry-point name, distribution and version."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    status: str = "loaded"  # loaded | disabled | failed
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    """Something wrong with one plugin, reported by ``bdev backends`` and not fatal."""
+
+    plugin: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin}: {self.message}"
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """A registered backend with where it came from."""
+
+    backend: Backend
+    plugin: str
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+
+@dataclass
+class Registry:
+    """Backends and templates offered by the loaded plugins."""
+
+    settings: Mapping[str, str] = field(default_factory=dict)
+    plugins: list[PluginInfo] = field(default_factory=list)
+    problems: list[PluginProblem] = field(default_factory=list)
+    _backends: dict[str, BackendEntry] = field(default_factory=dict)
+    _aliases: dict[str, str] = field(default_factory=dict)
+    _templates: dict[str, tuple[Template, str]] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------- backends
+
+    def backend_entries(self) -> list[BackendEntry]:
+        """Every registered backend, sorted by name."""
+        return sorted(self._backends.values(), key=lambda e: e.name)
+
+    def canonical(self, name: str) -> str:
+        """The canonical name for ``name`` or one of its aliases.
+
+        :raises NotFound: no plugin offers that name; the message lists what exists.
+        """
+        key = name.strip().lower()
+        if key in self._aliases:
+            return self._aliases[key]
+        known = ", ".join(sorted(self._aliases)) or "none"
+        raise NotFound(f"unknown backend {name!r} (known: {known})")
+
+    def backend(self, name: str) -> Backend:
+        """The backend called ``name`` (or an alias of it), usable or not."""
+        return self._backends[self.canonical(name)].backend
+
+    def usable_backend(self, name: str) -> Backend:
+        """The backend called ``name``, refusing one that cannot work on this machine.
+
+        :raises BackendUnavailable: with every reason it is unusable.
+        """
+        backend = self.backend(name)
+        reasons = backend.unavailable_reasons()
+        if reasons:
+            raise BackendUnavailable(
+                "is not usable on this machine: " + "; ".join(reasons), reasons=reasons, backend=backend.name
+            )
+        return backend
+
+    def best_candidates(self) -> list[Backend]:
+        """Backends ``-B best`` tries, in order (lower ``best_priority`` first)."""
+        ranked = [e.backend for e in self._backends.values() if e.backend.best_priority is not None]
+        return sorted(ranked, key=lambda b: (b.best_priority, b.name))
+
+    # ---------------------------------------------------------------- rootfs values
+
+    def parse_rootfs(self, value: str, *, backend_hint: str | None = None) -> Rootfs:
+        """Turn an ``lxc.rootfs.path`` (or LXC 1.0 ``lxc.rootfs``) value into a :class:`Rootfs`.
+
+        ``<type>:<source>`` uses the named backend (aliases accepted, ``overlayfs:`` reads as
+        ``overlay``); a bare path is probed with each backend's ``detect`` in
+        ``detect_priority`` order, unless ``backend_hint`` (LXC 2.0's ``lxc.rootfs.backend``)
+        names the type.
+
+        :raises ConfigError: the value is empty or no backend claims it.
+        :raises NotFound: the prefix names a backend no plugin offers.
+        """
+        value = value.strip()
+        if not value:
+            raise ConfigError("lxc.rootfs.path is empty")
+        match = re.match(r"^([A-Za-z][A-Za-z0-9_.-]*):(.*)$", value)
+        if match and not value.startswith("/"):
+            prefix, source = match.groups()
+            backend = self.backend(prefix)
+            return backend.parse(source)
+        if backend_hint:
+            return self.backend(backend_hint).parse(value)
+        for backend in self._detection_order():
+            try:
+                if backend.detect(value):
+                    return backend.parse(value)
+            except OSError as exc:
+                log.debug("detect %s on %s: %s", backend.name, value, exc)
+        raise ConfigError(f"no backend recognises the rootfs {value!r}")
+
+    def backend_for(self, rootfs: Rootfs) -> Backend:
+        """The backend that owns ``rootfs``."""
+        return self.backend(rootfs.backend)
+
+    def _detection_order(self) -> list[Backend]:
+        ranked = [e.backend for e in self._backends.values() if e.backend.detect_priority is not None]
+        return sorted(ranked, key=lambda b: (b.detect_priority, b.name))
+
+    # ---------------------------------------------------------------- templates
+
+    def templates(self) -> list[tuple[Template, str]]:
+        """Every registered template with the plugin that offers it, sorted by name."""
+        return [self._templates[k] for k in sorted(self._templates)]
+
+    def template(self, name: str) -> Template:
+        """The template called ``name``.
+
+        :raises NotFound: listing the templates that exist.
+        """
+        try:
+            return self._templates[name][0]
+        except KeyError:
+            known = ", ".join(sorted(self._templates)) or "none"
+            raise NotFound(f"unknown template {name!r} (known: {known})") from None
+
+    # ---------------------------------------------------------------- registration
+
+    def _add_backend(self, cls: Any, plugin: str) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Backend)) or not cls.name:
+            self.problems.append(PluginProblem(plugin, f"offered {cls!r}, which is not a named Backend subclass"))
+            return
+        names = [cls.name.lower(), *(a.lower() for a in cls.aliases)]
+        for taken in names:
+            if taken in self._aliases:
+                owner = self._backends[self._aliases[taken]].plugin
+                self.problems.append(
+                    PluginProblem(plugin, f"backend name {taken!r} is already provided by plugin {owner}; ignored")
+                )
+                return
+        try:
+            instance = cls(self.settings)
+        except Exception as exc:  # a plugin's bug must not take the others down
+            self.problems.append(PluginProblem(plugin, f"backend {cls.name} failed to initialise: {exc}"))
+            return
+        self._backends[cls.name.lower()] = BackendEntry(instance, plugin)
+        for taken in names:
+            self._aliases[taken] = cls.name.lower()
+
+    def _add_template(self, template: Any, plugin: str) -> None:
+        if not isinstance(template, Template):
+            self.problems.append(PluginProblem(plugin, f"offered {template!r}, which is not a Template"))
+            return
+        if template.name in self._templates:
+            owner = self._templates[template.name][1]
+            self.problems.append(
+                PluginProblem(plugin, f"template name {template.name!r} is already provided by plugin {owner}; ignored")
+            )
+            return
+        self._templates[template.name] = (template, plugin)
+
+
+def disabled_plugins(environ: Mapping[str, str] | None = None) -> set[str]:
+    """The plugin names listed in ``BDEV_DISABLE_PLUGINS``."""
+    raw = (environ if environ is not None else os.environ).get(DISABLE_ENV, "")
+    return {n for n in re.split(r"[,\s]+", raw) if n}
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    """A fresh plugin manager with bdev's hook specifications."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def load_registry(
+    settings: Mapping[str, str] | None = None,
+    *,
+    extra_plugins: Sequence[tuple[str, object]] = (),
+    use_entry_points: bool = True,
+    disabled: Iterable[str] | None = None,
+) -> Registry:
+    """Load plugins and collect what they offer.
+
+    :param settings: global ``lxc.conf`` values handed to each backend.
+    :param extra_plugins: ``(name, plugin)`` pairs registered besides the entry points (tests,
+        embedding applications).
+    :param use_entry_points: load the ``bdev.plugins`` entry-point group.
+    :param disabled: plugin names not to load; defaults to ``BDEV_DISABLE_PLUGINS``.
+    """
+    registry = Registry(settings=dict(settings or {}))
+    skip = set(disabled) if disabled is not None else disabled_plugins()
+    pm = make_plugin_manager()
+
+    candidates: list[tuple[str, Any, str | None, str | None]] = []
+    if use_entry_points:
+        seen: set[str] = set()
+        for ep in sorted(md.entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else None
+            if ep.name in seen:
+                registry.problems.append(PluginProblem(ep.name, f"a second plugin with this name ({dist}) was ignored"))
+                continue
+            seen.add(ep.name)
+            if ep.name in skip:
+                registry.plugins.append(PluginInfo(ep.name, dist, version, "disabled"))
+                continue
+            candidates.append((ep.name, ep, dist, version))
+    for name, plugin in extra_plugins:
+        if name not in skip:
+            candidates.append((name, plugin, None, None))
+
+    for name, source, dist, version in candidates:
+        try:
+            plugin = source.load() if isinstance(source, md.EntryPoint) else source
+            pm.register(plugin, name=name)
+        except Exception as exc:  # ImportError, SyntaxError, a bad hookimpl: report, go on
+            registry.problems.append(PluginProblem(name, f"failed to load: {type(exc).__name__}: {exc}"))
+            registry.plugins.append(PluginInfo(name, dist, version, "failed"))
+            continue
+        registry.plugins.append(PluginInfo(name, dist, version, "loaded"))
+
+    _collect(pm, "bdev_backends", registry, registry._add_backend)
+    _collect(pm, "bdev_templates", registry, registry._add_template)
+    return registry
+
+
+def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry, add: Any) -> None:
+    """Call ``hook_name`` on each plugin separately, so one failing plugin is named and skipped."""
+    caller = getattr(pm.hook, hook_name)
+    for impl in reversed(caller.get_hookimpls()):  # registration order
+        try:
+            items = impl.function() or ()
+            for item in items:
+                add(item, impl.plugin_name)
+        except Exception as exc:
+            registry.problems.append(PluginProblem(impl.plugin_name, f"{hook_name} failed: {type(exc).__name__}: {exc}"))

@@ -1,0 +1,1 @@
+"""bdev's runtime: what runs on top of the backends (templates now; start/stop later)."""
