@@ -105,6 +105,9 @@ class Capabilities:
     :param unprivileged: works for an ordinary user (in a user namespace where needed).
     :param can_backup: ``lxc-snapshot`` may snapshot it (LXC's ``can_backup``).
     :param sized: honours ``--fssize``.
+    :param copy_by_snapshot: a snapshot of this backend shares nothing visible with its origin
+        (btrfs), so the core snapshots even when a plain copy was asked for (as LXC does for
+        btrfs on one filesystem).
     """
 
     native_snapshot: bool = False
@@ -116,6 +119,7 @@ class Capabilities:
     unprivileged: bool = False
     can_backup: bool = True
     sized: bool = False
+    copy_by_snapshot: bool = False
 
     def flags(self) -> list[str]:
         """The set flags as short words, for listings."""
@@ -128,6 +132,7 @@ class Capabilities:
             "unprivileged",
             "can_backup",
             "sized",
+            "copy_by_snapshot",
         ]
         out = [n for n in names if getattr(self, n)]
         if self.layers_over:

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-exec .venv/bin/python -m bdev.testing.suite "$@"
+exec .venv/bin/python tests/run_suite.py "$@"

@@ -1,0 +1,115 @@
+"""Cloning a container (``lxc-clone``, ``lxc-copy``): any backend into any other, by native
+snapshot, layer or full copy as :mod:`bdev.engine.plan` decides."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import AlreadyExists, BdevError, Busy
+from ..records import CloneOutcome, CreateOptions
+from ..store import deps
+from ..store.layout import DEPENDENTS, ORIGIN, ContainerRef
+from ..store.running import is_running
+from . import faults
+from .context import Context
+from .identity import clone_config, rewrite_hostname
+from .newdir import NewContainer, new_container
+from .plan import execute, plan_clone, target_rootfs
+
+
+def clone(
+    ctx: Context,
+    source: ContainerRef,
+    newname: str,
+    *,
+    lxcpath: str | os.PathLike[str] | None = None,
+    backend: str | None = None,
+    snapshot: bool = False,
+    maybe_snapshot: bool = False,
+    keepname: bool = False,
+    keepmac: bool = False,
+    options: CreateOptions | None = None,
+    progress: object | None = None,
+) -> ContainerRef:
+    """Clone ``source`` to ``newname``; returns the new container's ref.
+
+    :raises AlreadyExists: ``newname`` exists (nothing is changed).
+    """
+    target = ctx.ref(newname, lxcpath if lxcpath is not None else source.lxcpath)
+    if (target.lxcpath, target.name) == (source.lxcpath, source.name):
+        raise AlreadyExists("cannot clone a container onto itself", container=source.name)
+    with ctx.locked(source, target):
+        ctx.store.require(source)
+        if ctx.store.exists(target):
+            raise AlreadyExists(f"container already exists in {target.lxcpath}", container=target.name)
+        outcome = clone_locked(
+            ctx, source, target, op="clone", backend=backend, snapshot=snapshot, maybe_snapshot=maybe_snapshot,
+            keepname=keepname, keepmac=keepmac, options=options or CreateOptions(), progress=progress,
+        )
+    ctx.notify(f"cloned {source.label} to {target.name}: {outcome.describe()}")
+    return target
+
+
+def clone_locked(
+    ctx: Context,
+    source: ContainerRef,
+    target: ContainerRef,
+    *,
+    op: str,
+    backend: str | None,
+    snapshot: bool,
+    maybe_snapshot: bool,
+    keepname: bool,
+    keepmac: bool,
+    options: CreateOptions,
+    keep_backend: bool = False,
+    progress: object | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> CloneOutcome:
+    """The clone itself, with both containers already locked.  Shared by clone, snapshot and
+    restore-to-a-new-name.  ``extra_files`` are written into the new directory (``ts``,
+    ``comment``) before it stops being partial."""
+    source_config = ctx.store.load_config(source)
+    source_rootfs = ctx.store.rootfs_of(source, source_config)
+    source_backend = ctx.registry.backend_for(source_rootfs)
+    if is_running(source):
+        raise Busy("is running; stop it before cloning or snapshotting", container=source.label)
+    try:
+        plan = plan_clone(
+            ctx.registry, source_rootfs, source_backend, backend, target.placement, options,
+            snapshot=snapshot, maybe_snapshot=maybe_snapshot, keep_backend=keep_backend,
+        )
+    except BdevError as exc:
+        raise exc.about(container=target.label)
+    with new_container(ctx, target, op) as new:
+        new.intend_rootfs(target_rootfs(plan, target.placement, options))
+        try:
+            outcome = execute(plan, source_rootfs, source_backend, target.placement, options, progress)
+        except BdevError as exc:
+            raise exc.about(container=target.label, backend=plan.target.name)
+        faults.checkpoint(f"{op}:after-rootfs")
+        config = clone_config(source_config, source, target, outcome.rootfs, keepname=keepname, keepmac=keepmac)
+        if not keepname:
+            with plan.target.accessed(outcome.rootfs) as path:
+                rewrite_hostname(path, source_config.uts_name() or source.name, target.name)
+        config.save(target.config_path)
+        for leaf, text in (extra_files or {}).items():
+            _write_plain(target.file(leaf), text)
+        if outcome.depends_on_origin:
+            _record_dependency(new, source, target)
+        faults.checkpoint(f"{op}:before-commit")
+    if plan.note and plan.method == "copy" and snapshot:
+        ctx.notify(f"{target.label}: made a full copy instead of a snapshot because {plan.note}")
+    return outcome
+
+
+def _record_dependency(new: NewContainer, origin: ContainerRef, clone: ContainerRef) -> None:
+    new.intend_dependency(origin)
+    deps.add_pair(origin.file(DEPENDENTS), (clone.lxcpath, clone.name))
+    deps.write_pairs(clone.file(ORIGIN), [(origin.lxcpath, origin.name)])
+
+
+def _write_plain(path, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o644)

@@ -1,0 +1,85 @@
+"""The context every engine operation runs in: lxcpath, settings, registry, store, locking
+and the message sink."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..naming import validate_name
+from ..registry import Registry, load_registry
+from ..store.containers import ContainerStore
+from ..store.layout import ContainerRef
+from ..store.lock import container_lock_path, locked_file
+from ..store.lxcpath import global_settings, lock_dir, resolve_lxcpath
+
+log = logging.getLogger("bdev.engine")
+
+Notify = Callable[[str], None]
+
+
+@functools.cache
+def _cached_registry(settings_items: tuple[tuple[str, str], ...], disabled: str) -> Registry:
+    return load_registry(dict(settings_items))
+
+
+def default_registry(settings: dict[str, str] | None = None) -> Registry:
+    """The registry of installed plugins, loaded once per process and settings."""
+    settings = settings if settings is not None else global_settings()
+    return _cached_registry(tuple(sorted(settings.items())), os.environ.get("BDEV_DISABLE_PLUGINS", ""))
+
+
+@dataclass
+class Context:
+    """Everything an operation needs besides its arguments."""
+
+    lxcpath: Path
+    settings: dict[str, str]
+    registry: Registry
+    store: ContainerStore
+    notify: Notify
+
+    @classmethod
+    def create(
+        cls,
+        lxcpath: str | os.PathLike[str] | None = None,
+        *,
+        registry: Registry | None = None,
+        notify: Notify | None = None,
+    ) -> "Context":
+        """A context for ``lxcpath`` (None: LXC's default) with the default registry."""
+        settings = dict(registry.settings) if registry is not None and registry.settings else global_settings()
+        registry = registry or default_registry(settings)
+        return cls(
+            lxcpath=resolve_lxcpath(lxcpath, settings),
+            settings=settings,
+            registry=registry,
+            store=ContainerStore(registry),
+            notify=notify or (lambda message: log.info("%s", message)),
+        )
+
+    def ref(self, name: str, lxcpath: str | os.PathLike[str] | None = None) -> ContainerRef:
+        """A validated reference to container ``name`` in ``lxcpath`` (default: this context's)."""
+        validate_name(name)
+        path = resolve_lxcpath(lxcpath, self.settings) if lxcpath is not None else self.lxcpath
+        return ContainerRef(path, name)
+
+    @contextlib.contextmanager
+    def locked(self, *refs: ContainerRef) -> Iterator[None]:
+        """Hold LXC-compatible locks on ``refs`` (in a fixed order, so two callers cannot
+        deadlock), then finish or roll back whatever a crashed earlier command left in them."""
+        from .recovery import recover
+
+        unique = sorted({(str(r.lxcpath), r.name): r for r in refs}.values(), key=lambda r: (str(r.lxcpath), r.name))
+        with contextlib.ExitStack() as stack:
+            for ref in unique:
+                path = container_lock_path(lock_dir(ref.lxcpath), ref.name)
+                stack.enter_context(locked_file(path, what=f"container {ref.label!r}"))
+            for ref in unique:
+                recover(self, ref)
+            yield

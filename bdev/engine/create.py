@@ -1,0 +1,92 @@
+"""Creating a container: a rootfs on a chosen backend, filled by a template or from a local
+directory or tarball, and an LXC config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import AlreadyExists, BdevError
+from ..records import CreateOptions
+from ..store.config import LxcConfig, expand_hwaddr
+from ..store.layout import ContainerRef
+from ..templates import TemplateContext
+from . import faults
+from .context import Context
+from .newdir import new_container
+from .plan import choose_backend
+
+
+def create(
+    ctx: Context,
+    ref: ContainerRef,
+    *,
+    template: str | None,
+    backend: str | list[str] | tuple[str, ...],
+    args: list[str],
+    options: CreateOptions,
+    source: str | os.PathLike[str] | None,
+    config: list[tuple[str, str]],
+    progress: object | None = None,
+) -> None:
+    """Create ``ref``; on any failure nothing is left behind (see :func:`new_container`).
+
+    ``source`` (a directory or tarball) is handed to the ``local`` template.  The config is
+    LXC's default config (``lxc.default_config``), then ``config`` (``lxc-create -f``), then
+    the template's lines, then ``lxc.rootfs.path`` and ``lxc.uts.name``.
+    """
+    spec = backend if isinstance(backend, str) else ",".join(backend)
+    if template and source is not None:
+        raise BdevError("give a template or a source, not both", container=ref.name)
+    if source is not None:
+        template, args = "local", ["--path", os.fspath(source), *args]
+    tpl = ctx.registry.template(template) if template else None
+    base_config = _default_config(ctx)
+    candidate = LxcConfig.parse("")
+    for key, value in config:  # validate user lines before anything exists
+        candidate.append(key, value)
+    with ctx.locked(ref):
+        if ctx.store.exists(ref):
+            raise AlreadyExists(f"container already exists in {ref.lxcpath}", container=ref.name)
+        chosen = choose_backend(ctx.registry, spec, ref.placement, options)
+        with new_container(ctx, ref, "create") as new:
+            rootfs = chosen.parse(chosen.default_source(ref.placement, options))
+            new.intend_rootfs(rootfs)
+            try:
+                rootfs = chosen.create(ref.placement, options)
+                faults.checkpoint("create:after-rootfs")
+                template_lines: list[tuple[str, str]] = []
+                if tpl is not None:
+                    with chosen.accessed(rootfs) as path:
+                        context = TemplateContext(name=ref.name, rootfs=Path(path), lxcpath=ref.lxcpath, args=list(args))
+                        tpl.build(context)
+                        template_lines = context.config
+            except BdevError as exc:
+                raise exc.about(container=ref.name, backend=chosen.name)
+            faults.checkpoint("create:after-template")
+            final = base_config.copy()
+            for key, value in [*config, *template_lines]:
+                if key in ("lxc.uts.name", "lxc.utsname", "lxc.rootfs.path", "lxc.rootfs"):
+                    continue
+                final.append(key, value)
+            final.rewrite(_expand_mac_placeholders)
+            final.set_rootfs(rootfs.config_value)
+            final.set_uts_name(ref.name)
+            final.save(ref.config_path)
+    how = f"from template {template}" if template else "empty"
+    ctx.notify(f"created {ref.name} on {chosen.name} ({how}) at {ref.directory}")
+
+
+def _default_config(ctx: Context) -> LxcConfig:
+    """LXC's ``lxc.default_config`` file, the base of every new container's config."""
+    path = ctx.settings.get("lxc.default_config")
+    if path and Path(path).is_file():
+        return LxcConfig.load(Path(path))
+    return LxcConfig.parse("")
+
+
+def _expand_mac_placeholders(key: str, value: str) -> tuple[str, str]:
+    """LXC writes concrete MACs for ``00:16:3e:xx:xx:xx`` patterns of the default config."""
+    if key.endswith(".hwaddr") and any(c in "xX" for c in value):
+        return key, expand_hwaddr(value)
+    return key, value

@@ -1,0 +1,79 @@
+"""Destroying containers and snapshots.
+
+Refused, with nothing changed, while the container has snapshots (unless asked to take them)
+or clones that depend on it.  Once started, a destroy is journaled and *rolled forward*: a
+crash midway leaves a journal that the next command uses to finish the job, so a
+half-deleted container never poses as a usable one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from ..errors import Busy, HasDependents
+from ..fsops import remove_tree
+from ..records import Rootfs
+from ..store import deps
+from ..store.journal import Journal
+from ..store.layout import DEPENDENTS, JOURNAL, ContainerRef, legacy_snapshots_dir
+from ..store.running import is_running
+from . import faults
+from .context import Context
+
+
+def destroy(ctx: Context, ref: ContainerRef, *, with_snapshots: bool = False) -> None:
+    """Destroy ``ref`` (and its snapshots if ``with_snapshots``)."""
+    from .snapshot import destroy_snapshots_locked
+
+    with ctx.locked(ref):
+        ctx.store.require(ref)
+        if is_running(ref):
+            raise Busy("is running; stop it first", container=ref.name)
+        snaps = ctx.store.snapshot_refs(ref)
+        if snaps and not with_snapshots:
+            names = ", ".join(s.name for s in snaps)
+            raise HasDependents(f"has {len(snaps)} snapshot(s) ({names}); destroy them too with -s", container=ref.name)
+        _refuse_dependents(ctx, ref)
+        if snaps:
+            destroy_snapshots_locked(ctx, ref)
+        destroy_locked(ctx, ref)
+        with contextlib.suppress(OSError):
+            legacy_snapshots_dir(ref).rmdir()
+    ctx.notify(f"destroyed {ref.name}")
+
+
+def _refuse_dependents(ctx: Context, ref: ContainerRef) -> None:
+    dependents = ctx.store.dependents(ref)
+    if dependents:
+        names = ", ".join(n for _, n in dependents)
+        raise HasDependents(f"clones depend on its rootfs ({names}); destroy them first", container=ref.label)
+
+
+def destroy_locked(ctx: Context, ref: ContainerRef) -> None:
+    """Destroy one container or snapshot directory, its rootfs and its dependency records."""
+    _refuse_dependents(ctx, ref)
+    rootfs = ctx.store.rootfs_of(ref)
+    origin = ctx.store.origin(ref)
+    journal = Journal.begin(
+        ref.file(JOURNAL),
+        "destroy",
+        backend=rootfs.backend,
+        source=rootfs.source,
+        origin_lxcpath=str(origin[0]) if origin else None,
+        origin_name=origin[1] if origin else None,
+    )
+    finish_destroy(ctx, ref, journal)
+
+
+def finish_destroy(ctx: Context, ref: ContainerRef, journal: Journal) -> None:
+    """Complete a (possibly interrupted) destroy from its journal; safe to repeat."""
+    rootfs = Rootfs(journal.get("backend"), journal.get("source"))
+    backend = ctx.registry.backend(rootfs.backend)
+    if backend.exists(rootfs):
+        backend.destroy(rootfs)
+    faults.checkpoint("destroy:after-rootfs")
+    if journal.get("origin_name"):
+        origin_dir = Path(journal.get("origin_lxcpath")) / journal.get("origin_name")
+        deps.remove_pair(origin_dir / DEPENDENTS, (ref.lxcpath, ref.name))
+    remove_tree(ref.directory)

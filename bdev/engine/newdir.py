@@ -1,0 +1,89 @@
+"""Creating a new container directory all-or-nothing.
+
+:func:`new_container` makes ``<lxcpath>/<name>`` with LXC's locked ``partial`` marker and an
+intent journal, yields a :class:`NewContainer` on which the operation records what it is about
+to create, and on success removes both markers.  On an exception it undoes everything; after
+a crash, :func:`undo_new_container` (called by recovery) does the same from the journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import AlreadyExists
+from ..fsops import remove_tree
+from ..records import Rootfs
+from ..store import deps
+from ..store.journal import Journal
+from ..store.layout import DEPENDENTS, JOURNAL, PARTIAL, ContainerRef
+from ..store.lock import _try_lock
+
+if TYPE_CHECKING:
+    from .context import Context
+
+
+class NewContainer:
+    """Handle of a container being created: record intentions before acting on them."""
+
+    def __init__(self, ref: ContainerRef, journal: Journal):
+        self.ref = ref
+        self.journal = journal
+
+    def intend_rootfs(self, rootfs: Rootfs) -> None:
+        """Record the rootfs about to be created, so a crash can remove it."""
+        self.journal.update(rootfs=rootfs.config_value, backend=rootfs.backend, source=rootfs.source)
+
+    def intend_dependency(self, origin: ContainerRef) -> None:
+        """Record that the origin's ``lxc_snapshots`` is about to list this container."""
+        self.journal.update(origin_lxcpath=str(origin.lxcpath), origin_name=origin.name)
+
+
+@contextlib.contextmanager
+def new_container(ctx: "Context", ref: ContainerRef, op: str) -> Iterator[NewContainer]:
+    """Create ``ref``'s directory for ``op`` (create, clone, snapshot) all-or-nothing.
+
+    :raises AlreadyExists: something already occupies the directory.
+    """
+    if os.path.lexists(ref.directory):
+        what = "snapshot" if ref.owner else "container"
+        raise AlreadyExists(f"{what} already exists in {ref.lxcpath}", container=ref.label)
+    ref.lxcpath.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        os.mkdir(ref.directory, 0o770)
+    except FileExistsError:
+        raise AlreadyExists(f"container already exists in {ref.lxcpath}", container=ref.label) from None
+    os.chmod(ref.directory, 0o770)
+    partial_fd = os.open(ref.file(PARTIAL), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o000)
+    try:
+        _try_lock(partial_fd, fcntl.F_WRLCK)
+        journal = Journal.begin(ref.file(JOURNAL), op)
+        try:
+            yield NewContainer(ref, journal)
+        except BaseException:
+            undo_new_container(ctx, ref, journal.data)
+            raise
+        journal.finish()
+        os.unlink(ref.file(PARTIAL))
+    finally:
+        os.close(partial_fd)
+
+
+def undo_new_container(ctx: "Context", ref: ContainerRef, intent: dict) -> None:
+    """Remove everything a create, clone or snapshot of ``ref`` may have made, following its
+    journal ``intent``: the rootfs, the origin's record of the dependency, the directory."""
+    rootfs_value = intent.get("rootfs")
+    if rootfs_value:
+        rootfs = Rootfs(intent["backend"], intent["source"])
+        backend = ctx.registry.backend(rootfs.backend)
+        with contextlib.suppress(FileNotFoundError):
+            if backend.exists(rootfs):
+                backend.destroy(rootfs)
+    if intent.get("origin_name"):
+        origin_dir = Path(intent["origin_lxcpath"]) / intent["origin_name"]
+        deps.remove_pair(origin_dir / DEPENDENTS, (ref.lxcpath, ref.name))
+    remove_tree(ref.directory)

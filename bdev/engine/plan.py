@@ -1,0 +1,135 @@
+"""The core's copy decision (LXC's ``storage_copy``, made pluggable).
+
+Given a source rootfs and what the user asked for, :func:`plan_clone` picks the target
+backend and how to fill it: a native ``snapshot``, a ``layer`` (a backend that layers over the
+source, as overlay over dir), or a full ``copy``.  Everything is checked before anything is
+created, so a refusal leaves nothing behind.  :func:`execute` then carries the plan out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..backend import Backend
+from ..errors import BackendUnavailable, InvalidInput, NotSupported
+from ..records import CloneOutcome, CreateOptions, Placement, Rootfs
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class ClonePlan:
+    """What :func:`execute` will do: ``method`` is ``snapshot``, ``layer`` or ``copy``.
+
+    :param note: why a requested snapshot became a copy, for the user.
+    """
+
+    method: str
+    target: Backend
+    note: str = ""
+
+
+def choose_backend(registry: Registry, spec: str, placement: Placement, options: CreateOptions) -> Backend:
+    """The backend for ``spec``: a name or alias, ``best``, or a comma list tried in order
+    (LXC's ``-B lvm,dir``).  A single name that cannot work here is refused with its reasons;
+    in a list, the first that works wins and all reasons are given if none does.
+
+    :raises NotFound: a name no plugin offers.
+    :raises BackendUnavailable: nothing named can work at ``placement``.
+    """
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise InvalidInput("no backend given")
+    candidates: list[Backend] = []
+    for name in names:
+        if name.lower() == "best":
+            candidates.extend(registry.best_candidates())
+        else:
+            candidates.append(registry.backend(name))  # NotFound for unknown names, before anything else
+    reasons: list[str] = []
+    for backend in candidates:
+        problems = backend.unavailable_reasons()
+        if not problems:
+            refusal = backend.refusal_at(placement, options)
+            if refusal is None:
+                return backend
+            problems = [refusal]
+        reasons.append(f"{backend.name}: {'; '.join(problems)}")
+    if len(candidates) == 1:
+        only = candidates[0]
+        raise BackendUnavailable(reasons[0].split(": ", 1)[1], reasons=reasons, backend=only.name)
+    raise BackendUnavailable("no backend in " + repr(spec) + " can be used here (" + "; ".join(reasons) + ")")
+
+
+def plan_clone(
+    registry: Registry,
+    source: Rootfs,
+    source_backend: Backend,
+    target_spec: str | None,
+    placement: Placement,
+    options: CreateOptions,
+    *,
+    snapshot: bool,
+    maybe_snapshot: bool,
+    keep_backend: bool = False,
+) -> ClonePlan:
+    """Decide how to clone ``source`` to ``placement``.
+
+    * No target named: keep the source's backend; but for a *requested* snapshot of a backend
+      without native snapshots (and not ``keep_backend``), use a backend that declares it layers
+      over the source (LXC turns ``lxc-clone -s`` of a dir container into overlay).
+    * ``snapshot``: a native snapshot or layer if the target can make one; otherwise a full copy
+      when ``maybe_snapshot`` allows it (LXC's MAYBE_SNAPSHOT, used by ``lxc-snapshot``), else
+      refused.
+    * No snapshot asked: a full copy, except that a backend whose snapshots are independent
+      copies (``copy_by_snapshot``, btrfs) snapshots when source and target allow it.
+    """
+    if target_spec is None:
+        target = source_backend
+        if snapshot and not keep_backend and source_backend.snapshot_refusal(source, source_backend, placement):
+            layered = [
+                e.backend
+                for e in registry.backend_entries()
+                if source_backend.name in e.backend.capabilities.layers_over and not e.backend.unavailable_reasons()
+            ]
+            if layered:
+                target = layered[0]
+        reasons = target.unavailable_reasons()
+        if reasons:
+            raise BackendUnavailable("is not usable on this machine: " + "; ".join(reasons), backend=target.name)
+        refusal = target.refusal_at(placement, options)
+        if refusal:
+            raise BackendUnavailable(refusal, backend=target.name)
+    else:
+        target = choose_backend(registry, target_spec, placement, options)
+
+    refusal = target.snapshot_refusal(source, source_backend, placement)
+    if snapshot:
+        if refusal is None:
+            return ClonePlan("snapshot" if target.name == source_backend.name else "layer", target)
+        if maybe_snapshot:
+            return ClonePlan("copy", target, note=refusal)
+        raise NotSupported(f"cannot snapshot: {refusal}", backend=target.name)
+    if refusal is None and target.name == source_backend.name and target.capabilities.copy_by_snapshot:
+        return ClonePlan("snapshot", target, note="same filesystem: a snapshot is an independent copy")
+    return ClonePlan("copy", target)
+
+
+def target_rootfs(plan: ClonePlan, placement: Placement, options: CreateOptions) -> Rootfs:
+    """The rootfs the plan will create (recorded in the journal before it exists)."""
+    return plan.target.parse(plan.target.default_source(placement, options))
+
+
+def execute(
+    plan: ClonePlan,
+    source: Rootfs,
+    source_backend: Backend,
+    placement: Placement,
+    options: CreateOptions,
+    progress: object | None = None,
+) -> CloneOutcome:
+    """Carry out ``plan``: a snapshot through the target backend, or a copy of the source's
+    files (mounted read-only where the source needs mounting) into a new rootfs."""
+    if plan.method in ("snapshot", "layer"):
+        return plan.target.snapshot(source, source_backend, placement, options)
+    with source_backend.accessed(source, readonly=True) as source_path:
+        return plan.target.copy_from(source_path, placement, options, progress)

@@ -1,0 +1,79 @@
+"""Cleaning up after a command that died midway (crash, ``kill -9``, power loss).
+
+Called by :meth:`Context.locked` for every container it locks, so the next command touching a
+container repairs it first:
+
+* a ``partial`` marker nobody holds locked: a create, clone or snapshot died; everything it
+  made is removed (LXC removes such containers too);
+* a ``restore`` journal: completed or rolled back, see :mod:`bdev.engine.restore`;
+* a ``destroy`` journal: the destroy is finished.
+
+The container's snapshots are checked too, since snapshot operations hold the container's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from ..errors import BdevError
+from ..store.journal import Journal
+from ..store.layout import JOURNAL, PARTIAL, ContainerRef, snapshots_dir
+from ..store.lock import is_locked
+
+if TYPE_CHECKING:
+    from .context import Context
+
+log = logging.getLogger("bdev.recovery")
+
+
+def recover(ctx: "Context", ref: ContainerRef) -> None:
+    """Repair ``ref`` and its snapshots if an earlier command left them midway."""
+    _recover_one(ctx, ref)
+    if ref.owner is None:
+        directory = snapshots_dir(ref)
+        try:
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
+            _recover_one(ctx, ContainerRef(directory, name, owner=ref.name))
+
+
+def _recover_one(ctx: "Context", ref: ContainerRef) -> None:
+    from .destroy import finish_destroy
+    from .newdir import undo_new_container
+    from .restore import rollback_or_finish_restore
+
+    partial = ref.file(PARTIAL)
+    journal_path = ref.file(JOURNAL)
+    if not os.path.lexists(partial) and not os.path.lexists(journal_path):
+        return
+    journal = Journal.load(journal_path)
+    if os.path.lexists(partial):
+        if is_locked(partial):
+            return  # a create is running right now (LXC's "ongoing create")
+        intent = journal.data if journal else _intent_from_config(ctx, ref)
+        undo_new_container(ctx, ref, intent)
+        ctx.notify(f"cleaned up {ref.label}: removed what an interrupted {intent.get('op', 'create')} had left")
+        return
+    assert journal is not None
+    op = journal.get("op")
+    if op == "restore":
+        done = rollback_or_finish_restore(ctx, ref, journal)
+        ctx.notify(f"recovered {ref.label}: an interrupted restore of {journal.get('snapshot')} was {done}")
+    elif op == "destroy":
+        finish_destroy(ctx, ref, journal)
+        ctx.notify(f"recovered {ref.label}: finished an interrupted destroy")
+    else:
+        raise BdevError(f"unknown operation {op!r} in {journal_path}", container=ref.label)
+
+
+def _intent_from_config(ctx: "Context", ref: ContainerRef) -> dict:
+    """For a ``partial`` left by real LXC (no journal): the rootfs its config names, if any."""
+    try:
+        rootfs = ctx.store.rootfs_of(ref)
+    except BdevError:
+        return {"op": "create"}
+    return {"op": "create", "backend": rootfs.backend, "source": rootfs.source, "rootfs": rootfs.config_value}

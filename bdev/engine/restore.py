@@ -1,0 +1,120 @@
+"""Restoring snapshots: to a new name (a clone of the snapshot), or in place, atomically.
+
+In place never destroys first (LXC's lxc/lxc#224): the snapshot is cloned into a hidden staged
+rootfs beside the live one, the backend swaps the two atomically, the snapshot's config is
+installed, and only then is the old tree destroyed.  A journal written before the first step
+records the live rootfs's identity; after a crash the next command compares identities to
+tell whether the swap happened, and completes or rolls back accordingly.  Either way the
+container is whole.
+"""
+
+from __future__ import annotations
+
+from ..backend import Backend
+from ..errors import AlreadyExists, BdevError, HasDependents, NotSupported
+from ..records import CreateOptions, Rootfs
+from ..store.journal import Journal
+from ..store.layout import JOURNAL, ContainerRef
+from . import faults
+from .clone import clone_locked
+from .context import Context
+from .identity import clone_config
+from .plan import execute, plan_clone, target_rootfs
+from .snapshot import find_snapshot
+
+
+def snapshot_restore(ctx: Context, ref: ContainerRef, snapname: str, newname: str | None) -> ContainerRef:
+    """Restore ``snapname`` of ``ref`` in place (``newname`` None or ``ref.name``) or to
+    ``newname`` in the same lxcpath; returns the restored container's ref."""
+    if newname is None or newname == ref.name:
+        _restore_in_place(ctx, ref, snapname)
+        return ref
+    target = ctx.ref(newname, ref.lxcpath)
+    with ctx.locked(ref, target):
+        ctx.store.require(ref)
+        snap = find_snapshot(ctx, ref, snapname)
+        if ctx.store.exists(target):
+            raise AlreadyExists(f"container already exists in {target.lxcpath}", container=target.name)
+        outcome = clone_locked(
+            ctx, snap, target, op="restore", backend=None, snapshot=True, maybe_snapshot=True,
+            keepname=False, keepmac=True, options=CreateOptions(), keep_backend=True,
+        )
+    ctx.notify(f"restored {snapname} of {ref.name} as {target.name}: {outcome.describe()}")
+    return target
+
+
+def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str) -> None:
+    with ctx.locked(ref):
+        ctx.store.require(ref)
+        snap = find_snapshot(ctx, ref, snapname)
+        dependents = ctx.store.dependents(ref)
+        if dependents:
+            names = ", ".join(n for _, n in dependents)
+            raise HasDependents(
+                f"clones use its rootfs ({names}); restoring would change it under them, restore to a new name instead",
+                container=ref.name,
+            )
+        live_config = ctx.store.load_config(ref)
+        live = ctx.store.rootfs_of(ref, live_config)
+        backend = ctx.registry.backend_for(live)
+        if type(backend).swap is Backend.swap:
+            raise NotSupported("cannot restore in place without an atomic swap; restore to a new name", container=ref.name, backend=backend.name)
+        snap_config = ctx.store.load_config(snap)
+        snap_rootfs = ctx.store.rootfs_of(snap, snap_config)
+        snap_backend = ctx.registry.backend_for(snap_rootfs)
+        staged_place = ref.placement.staged("restore")
+        options = CreateOptions()
+        try:
+            plan = plan_clone(
+                ctx.registry, snap_rootfs, snap_backend, backend.name, staged_place, options,
+                snapshot=True, maybe_snapshot=True,
+            )
+        except BdevError as exc:
+            raise exc.about(container=ref.name)
+        staged = target_rootfs(plan, staged_place, options)
+        new_config = clone_config(snap_config, snap, ref, live, keepname=True, keepmac=True)
+        journal = Journal.begin(
+            ref.file(JOURNAL), "restore", snapshot=snapname, backend=backend.name,
+            live=live.source, staged=staged.source, live_identity=backend.identity(live),
+            config=new_config.render(),
+        )
+        try:
+            outcome = execute(plan, snap_rootfs, snap_backend, staged_place, options)
+        except BaseException:
+            rollback_or_finish_restore(ctx, ref, journal)
+            raise
+        faults.checkpoint("restore:after-stage")
+        backend.swap(live, outcome.rootfs)
+        faults.checkpoint("restore:after-swap")
+        new_config.save(ref.config_path)
+        faults.checkpoint("restore:after-config")
+        backend.destroy(outcome.rootfs)
+        journal.finish()
+    ctx.notify(f"restored {ref.name} to {snapname} in place: {outcome.describe()}")
+
+
+def rollback_or_finish_restore(ctx: Context, ref: ContainerRef, journal: Journal) -> str:
+    """Bring an interrupted in-place restore to a consistent end; returns what was done.
+
+    If the live rootfs is still the one recorded, the swap never happened: the staged copy is
+    discarded (rolled back).  Otherwise the swap happened: the snapshot's config is installed
+    and the staged name, which now holds the old tree, is destroyed (completed).
+    """
+    backend = ctx.registry.backend(journal.get("backend"))
+    live = Rootfs(backend.name, journal.get("live"))
+    staged = Rootfs(backend.name, journal.get("staged"))
+    if not backend.exists(live):
+        raise BdevError(
+            f"an interrupted restore left no rootfs at {live.source}; the previous tree is at {staged.source} "
+            f"and the journal {journal.path} describes the step that failed",
+            container=ref.label, backend=backend.name,
+        )
+    swapped = backend.identity(live) != journal.get("live_identity")
+    if swapped:
+        from ..store.config import LxcConfig
+
+        LxcConfig.parse(journal.get("config")).save(ref.config_path)
+    if backend.exists(staged):
+        backend.destroy(staged)
+    journal.finish()
+    return "completed" if swapped else "rolled back"

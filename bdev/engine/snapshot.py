@@ -1,0 +1,148 @@
+"""Container snapshots (``lxc-snapshot``): ``snaps/snapN`` clones with LXC's ``ts`` and
+``comment`` files, listing, and destroying them."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ..errors import BdevError, HasDependents, InvalidInput, NotFound, NotSupported
+from ..naming import validate_snapshot_name
+from ..records import CreateOptions
+from ..store.layout import COMMENT, TIMESTAMP, ContainerRef, snapshot_number, snapshot_ref, snapshots_dir
+from .clone import clone_locked
+from .context import Context
+from .destroy import destroy_locked
+
+
+def snapshot(
+    ctx: Context,
+    ref: ContainerRef,
+    *,
+    comment: str | None = None,
+    comment_file: str | os.PathLike[str] | None = None,
+) -> str:
+    """Snapshot ``ref`` into its first free ``snapN`` and return that name.
+
+    A native snapshot where the backend has one, else a full copy (reflinked where possible);
+    the config keeps the container's name and MAC addresses, as LXC's snapshots do.
+    """
+    if comment is not None and comment_file is not None:
+        raise InvalidInput("give a comment or a comment file, not both", container=ref.name)
+    if comment_file is not None:
+        try:
+            comment = Path(comment_file).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read the comment file {os.fspath(comment_file)}: {exc}", container=ref.name) from None
+    with ctx.locked(ref):
+        ctx.store.require(ref)
+        rootfs = ctx.store.rootfs_of(ref)
+        backend = ctx.registry.backend_for(rootfs)
+        if not backend.capabilities.can_backup:
+            raise NotSupported("its backend cannot be snapshotted (LXC's can_backup is off)", container=ref.name, backend=backend.name)
+        directory = snapshots_dir(ref)
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        name = _first_free(directory)
+        target = ContainerRef(directory, name, owner=ref.name)
+        files = {TIMESTAMP: time.strftime("%Y:%m:%d %H:%M:%S")}
+        if comment:
+            files[COMMENT] = comment
+        outcome = clone_locked(
+            ctx, ref, target, op="snapshot", backend=None, snapshot=True, maybe_snapshot=True,
+            keepname=True, keepmac=True, options=CreateOptions(), keep_backend=True, extra_files=files,
+        )
+    ctx.notify(f"snapshot {name} of {ref.name}: {outcome.describe()}")
+    return name
+
+
+def _first_free(directory: Path) -> str:
+    """``snapN`` with the smallest N not present (LXC's numbering)."""
+    taken = {snapshot_number(n) for n in os.listdir(directory)}
+    number = 0
+    while number in taken:
+        number += 1
+    return f"snap{number}"
+
+
+def snapshot_list(ctx: Context, ref: ContainerRef) -> list:
+    """``ref``'s snapshots as :class:`bdev.api.SnapshotInfo` records, ``snap0`` first."""
+    from ..api import SnapshotInfo
+
+    ctx.store.require(ref)
+    infos = []
+    for snap in ctx.store.snapshot_refs(ref):
+        try:
+            rootfs = ctx.store.rootfs_of(snap)
+        except BdevError:
+            rootfs = None
+        infos.append(
+            SnapshotInfo(
+                name=snap.name,
+                lxcpath=snap.lxcpath,
+                timestamp=_read(snap.file(TIMESTAMP)) or "",
+                comment=_read(snap.file(COMMENT)),
+                rootfs=rootfs,
+            )
+        )
+    return infos
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+def find_snapshot(ctx: Context, ref: ContainerRef, snapname: str) -> ContainerRef:
+    """The ref of ``ref``'s snapshot ``snapname``.
+
+    :raises NotFound: no such snapshot.
+    """
+    validate_snapshot_name(snapname)
+    snap = snapshot_ref(ref, snapname)
+    if not ctx.store.is_defined(snap):
+        raise NotFound(f"has no snapshot {snapname!r}", container=ref.name)
+    return snap
+
+
+def snapshot_destroy(ctx: Context, ref: ContainerRef, snapname: str) -> None:
+    """Destroy one snapshot; refused while a clone depends on it."""
+    with ctx.locked(ref):
+        ctx.store.require(ref)
+        snap = find_snapshot(ctx, ref, snapname)
+        destroy_locked(ctx, snap)
+        _prune_legacy_dir(ref)
+    ctx.notify(f"destroyed snapshot {snapname} of {ref.name}")
+
+
+def snapshot_destroy_all(ctx: Context, ref: ContainerRef) -> None:
+    """Destroy every snapshot of ``ref`` (LXC's ``lxc-snapshot -d ALL``), refusing before
+    destroying any if one of them has dependents."""
+    with ctx.locked(ref):
+        ctx.store.require(ref)
+        destroy_snapshots_locked(ctx, ref)
+
+
+def destroy_snapshots_locked(ctx: Context, ref: ContainerRef) -> None:
+    """Destroy all of ``ref``'s snapshots, checking dependents of all of them first."""
+    snaps = ctx.store.snapshot_refs(ref)
+    for snap in snaps:
+        dependents = ctx.store.dependents(snap)
+        if dependents:
+            names = ", ".join(n for _, n in dependents)
+            raise HasDependents(f"its snapshot {snap.name} has clones that depend on it ({names})", container=ref.name)
+    for snap in snaps:
+        destroy_locked(ctx, snap)
+        ctx.notify(f"destroyed snapshot {snap.name} of {ref.name}")
+    _prune_legacy_dir(ref)
+
+
+def _prune_legacy_dir(ref: ContainerRef) -> None:
+    """Remove an empty ``snaps`` directory (LXC removes LXC 1.0's ``<lxcpath>snaps/<name>`` too)."""
+    directory = snapshots_dir(ref)
+    try:
+        directory.rmdir()
+    except OSError:
+        pass

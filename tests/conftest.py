@@ -1,0 +1,73 @@
+"""Fixtures shared by bdev's tests: hermetic LXC settings, scratch lxcpaths on real
+filesystems, and leak checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bdev.testing.storage import loop_filesystem, loop_filesystem_problem, loop_devices, mount_table
+
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (real mounts, ownership, device nodes)")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def hermetic_lxc_conf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point bdev at a private lxc.conf whose default container config has no network, so the
+    host's /etc/lxc files do not change what tests see.  Real LXC commands still read the
+    host's files; interop tests pass -P and -f explicitly."""
+    base = tmp_path_factory.mktemp("lxcconf")
+    default_conf = base / "default.conf"
+    default_conf.write_text("lxc.net.0.type = empty\n")
+    conf = base / "lxc.conf"
+    conf.write_text(f"lxc.lxcpath = {base / 'default-lxcpath'}\nlxc.default_config = {default_conf}\n")
+    old = os.environ.get("BDEV_LXC_CONF")
+    os.environ["BDEV_LXC_CONF"] = str(conf)
+    yield conf
+    if old is None:
+        os.environ.pop("BDEV_LXC_CONF", None)
+    else:
+        os.environ["BDEV_LXC_CONF"] = old
+
+
+@pytest.fixture
+def lxcpath(tmp_path: Path) -> Path:
+    """An empty lxcpath on the test machine's own disk."""
+    path = tmp_path / "lxc"
+    path.mkdir()
+    return path
+
+
+STORAGE_KINDS = ["tmpdir", "btrfs", "xfs"]
+
+
+@pytest.fixture(params=STORAGE_KINDS)
+def storage_lxcpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """An lxcpath on each kind of real filesystem: the test disk, btrfs on a loop file, xfs
+    on a loop file (reflinks).  Skips, naming the reason, where the machine cannot make one."""
+    kind = request.param
+    if kind == "tmpdir":
+        path = tmp_path / "lxc"
+        path.mkdir()
+        yield path
+        return
+    problem = loop_filesystem_problem(kind)
+    if problem:
+        pytest.skip(f"no {kind} lxcpath: {problem}")
+    with loop_filesystem(kind, tmp_path, size="1G") as mnt:
+        path = mnt / "lxc"
+        path.mkdir()
+        yield path
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[None]:
+    """Fail the test if it leaves a mount or a loop device behind."""
+    mounts, loops = mount_table(), loop_devices()
+    yield
+    assert mount_table() == mounts, "the test leaked mounts"
+    assert loop_devices() == loops, "the test leaked loop devices"
