@@ -254,7 +254,8 @@ def list_containers(lxcpath: str | os.PathLike[str] | None = None, *, registry: 
     from .engine.context import Context
 
     ctx = Context.create(lxcpath, registry=registry)
-    return [Container(ref.name, ref.lxcpath, registry=ctx.registry) for ref in ctx.store.list_refs()]
+    ctx.repair_all(ctx.lxcpath)
+    return [Container(ref.name, ref.lxcpath, registry=ctx.registry) for ref in ctx.store.list_refs(ctx.lxcpath)]
 
 
 __all__ = ["Container", "SnapshotInfo", "list_containers", "CloneOutcome"]

@@ -65,9 +65,16 @@ def storage_lxcpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 
 
 @pytest.fixture
-def no_leaks() -> Iterator[None]:
-    """Fail the test if it leaves a mount or a loop device behind."""
-    mounts, loops = mount_table(), loop_devices()
+def no_leaks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the test if it leaves a mount or a loop device behind (ignoring other pytest
+    sessions' scratch storage, which may come and go meanwhile)."""
+    ours = str(tmp_path_factory.getbasetemp().parent.parent)
+    others = str(Path(ours).parent)
+
+    def relevant(items: list[str]) -> list[str]:
+        return [i for i in items if ours in i or others not in i]
+
+    mounts, loops = relevant(mount_table()), relevant(loop_devices())
     yield
-    assert mount_table() == mounts, "the test leaked mounts"
-    assert loop_devices() == loops, "the test leaked loop devices"
+    assert relevant(mount_table()) == mounts, "the test leaked mounts"
+    assert relevant(loop_devices()) == loops, "the test leaked loop devices"

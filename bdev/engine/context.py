@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import Busy
 from ..naming import validate_name
 from ..registry import Registry, load_registry
 from ..store.containers import ContainerStore
 from ..store.layout import ContainerRef
+from .recovery import needs_recovery
 from ..store.lock import container_lock_path, locked_file
 from ..store.lxcpath import global_settings, lock_dir, resolve_lxcpath
 
@@ -70,16 +72,39 @@ class Context:
         return ContainerRef(path, name)
 
     @contextlib.contextmanager
-    def locked(self, *refs: ContainerRef) -> Iterator[None]:
+    def locked(self, *refs: ContainerRef, timeout: float | None = None) -> Iterator[None]:
         """Hold LXC-compatible locks on ``refs`` (in a fixed order, so two callers cannot
-        deadlock), then finish or roll back whatever a crashed earlier command left in them."""
+        deadlock), then finish or roll back whatever a crashed earlier command left in them.
+
+        :raises Busy: another process kept a lock for ``timeout`` seconds (default
+            ``BDEV_LOCK_TIMEOUT``, 60).
+        """
         from .recovery import recover
 
         unique = sorted({(str(r.lxcpath), r.name): r for r in refs}.values(), key=lambda r: (str(r.lxcpath), r.name))
+        wait = {} if timeout is None else {"timeout": timeout}
         with contextlib.ExitStack() as stack:
             for ref in unique:
                 path = container_lock_path(lock_dir(ref.lxcpath), ref.name)
-                stack.enter_context(locked_file(path, what=f"container {ref.label!r}"))
+                stack.enter_context(locked_file(path, what=f"container {ref.label!r}", **wait))
             for ref in unique:
                 recover(self, ref)
             yield
+
+    def repair(self, ref: ContainerRef) -> None:
+        """Clean up what a crashed command left in ``ref``, if its lock is free right now
+        (read-only commands call this; a container being created is left alone)."""
+        if needs_recovery(ref):
+            with contextlib.suppress(Busy):
+                with self.locked(ref, timeout=0):
+                    pass
+
+    def repair_all(self, lxcpath: Path) -> None:
+        """:meth:`repair` every container directory of ``lxcpath`` that needs it."""
+        try:
+            names = os.listdir(lxcpath)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
+            if not name.startswith("."):
+                self.repair(ContainerRef(lxcpath, name))

@@ -41,6 +41,18 @@ def recover(ctx: "Context", ref: ContainerRef) -> None:
             _recover_one(ctx, ContainerRef(directory, name, owner=ref.name))
 
 
+def needs_recovery(ref: ContainerRef) -> bool:
+    """Whether ``ref`` or one of its snapshots carries a ``partial`` marker or a journal."""
+    dirs = [ref.directory]
+    if ref.owner is None:
+        directory = snapshots_dir(ref)
+        try:
+            dirs += [directory / n for n in os.listdir(directory)]
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    return any(os.path.lexists(d / PARTIAL) or os.path.lexists(d / JOURNAL) for d in dirs)
+
+
 def _recover_one(ctx: "Context", ref: ContainerRef) -> None:
     from .destroy import finish_destroy
     from .newdir import undo_new_container

@@ -69,6 +69,7 @@ def snapshot_list(ctx: Context, ref: ContainerRef) -> list:
     """``ref``'s snapshots as :class:`bdev.api.SnapshotInfo` records, ``snap0`` first."""
     from ..api import SnapshotInfo
 
+    ctx.repair(ref)
     ctx.store.require(ref)
     infos = []
     for snap in ctx.store.snapshot_refs(ref):
