@@ -81,14 +81,19 @@ def clone_locked(
         )
     except BdevError as exc:
         raise exc.about(container=target.label)
+    intended = target_rootfs(plan, target.placement, options)
+    try:  # the new config is checked (name length, values) before anything is created
+        config = clone_config(source_config, source, target, intended, keepname=keepname, keepmac=keepmac)
+    except BdevError as exc:
+        raise exc.about(container=target.label)
     with new_container(ctx, target, op) as new:
-        new.intend_rootfs(target_rootfs(plan, target.placement, options))
+        new.intend_rootfs(intended)
         try:
             outcome = execute(plan, source_rootfs, source_backend, target.placement, options, progress)
         except BdevError as exc:
             raise exc.about(container=target.label, backend=plan.target.name)
         faults.checkpoint(f"{op}:after-rootfs")
-        config = clone_config(source_config, source, target, outcome.rootfs, keepname=keepname, keepmac=keepmac)
+        config.set_rootfs(outcome.rootfs.config_value)
         if not keepname:
             with plan.target.accessed(outcome.rootfs) as path:
                 rewrite_hostname(path, source_config.uts_name() or source.name, target.name)

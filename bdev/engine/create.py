@@ -17,7 +17,21 @@ from .newdir import new_container
 from .plan import choose_backend
 
 
-def create(
+def create(ctx: Context, ref: ContainerRef, **kwargs) -> None:
+    """Create ``ref``; on any failure nothing is left behind (see :func:`new_container`).
+
+    ``source`` (a directory or tarball) is handed to the ``local`` template.  The config is
+    LXC's default config (``lxc.default_config``), then ``config`` (``lxc-create -f``), then
+    the template's lines, then ``lxc.rootfs.path`` and ``lxc.uts.name``.  Every error names
+    the container.
+    """
+    try:
+        _create(ctx, ref, **kwargs)
+    except BdevError as exc:
+        raise exc.about(container=ref.name)
+
+
+def _create(
     ctx: Context,
     ref: ContainerRef,
     *,
@@ -29,12 +43,6 @@ def create(
     config: list[tuple[str, str]],
     progress: object | None = None,
 ) -> None:
-    """Create ``ref``; on any failure nothing is left behind (see :func:`new_container`).
-
-    ``source`` (a directory or tarball) is handed to the ``local`` template.  The config is
-    LXC's default config (``lxc.default_config``), then ``config`` (``lxc-create -f``), then
-    the template's lines, then ``lxc.rootfs.path`` and ``lxc.uts.name``.
-    """
     spec = backend if isinstance(backend, str) else ",".join(backend)
     if template and source is not None:
         raise BdevError("give a template or a source, not both", container=ref.name)

@@ -48,7 +48,8 @@ class ContainerStore:
 
         :raises ConfigError: the config names no rootfs.
         """
-        config = config or self.load_config(ref)
+        if config is None:
+            config = self.load_config(ref)
         value, hint = config.rootfs_value()
         if not value:
             raise ConfigError("its config has no lxc.rootfs.path", container=ref.label)
