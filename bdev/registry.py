@@ -103,9 +103,7 @@ class Registry:
         backend = self.backend(name)
         reasons = backend.unavailable_reasons()
         if reasons:
-            raise BackendUnavailable(
-                "is not usable on this machine: " + "; ".join(reasons), reasons=reasons, backend=backend.name
-            )
+            raise BackendUnavailable("; ".join(reasons), reasons=reasons, backend=backend.name)
         return backend
 
     def best_candidates(self) -> list[Backend]:
@@ -252,7 +250,9 @@ def load_registry(
                 continue
             candidates.append((ep.name, ep, dist, version))
     for name, plugin in extra_plugins:
-        if name not in skip:
+        if name in skip:
+            registry.plugins.append(PluginInfo(name, None, None, "disabled"))
+        else:
             candidates.append((name, plugin, None, None))
 
     for name, source, dist, version in candidates:
@@ -273,7 +273,7 @@ def load_registry(
 def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry, add: Any) -> None:
     """Call ``hook_name`` on each plugin separately, so one failing plugin is named and skipped."""
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    for impl in caller.get_hookimpls():  # registration order (pluggy calls them reversed)
         try:
             items = impl.function() or ()
             for item in items:

@@ -47,17 +47,26 @@ def choose_backend(registry: Registry, spec: str, placement: Placement, options:
             candidates.append(registry.backend(name))  # NotFound for unknown names, before anything else
     reasons: list[str] = []
     for backend in candidates:
-        problems = backend.unavailable_reasons()
+        problems = _problems_at(backend, placement, options)
         if not problems:
-            refusal = backend.refusal_at(placement, options)
-            if refusal is None:
-                return backend
-            problems = [refusal]
-        reasons.append(f"{backend.name}: {'; '.join(problems)}")
+            return backend
+        reasons.extend(f"{backend.name}: {p}" for p in problems)
     if len(candidates) == 1:
         only = candidates[0]
-        raise BackendUnavailable(reasons[0].split(": ", 1)[1], reasons=reasons, backend=only.name)
-    raise BackendUnavailable("no backend in " + repr(spec) + " can be used here (" + "; ".join(reasons) + ")")
+        bare = _problems_at(only, placement, options)
+        raise BackendUnavailable("; ".join(bare), reasons=bare, backend=only.name)
+    if not candidates:
+        raise BackendUnavailable(f"no installed backend takes part in {spec!r}")
+    raise BackendUnavailable(f"no backend in {spec!r} can be used here ({'; '.join(reasons)})", reasons=reasons)
+
+
+def _problems_at(backend: Backend, placement: Placement, options: CreateOptions) -> list[str]:
+    """Why ``backend`` cannot make a rootfs at ``placement``: missing requirements first."""
+    problems = backend.unavailable_reasons()
+    if problems:
+        return problems
+    refusal = backend.refusal_at(placement, options)
+    return [refusal] if refusal else []
 
 
 def plan_clone(
@@ -89,16 +98,14 @@ def plan_clone(
             layered = [
                 e.backend
                 for e in registry.backend_entries()
-                if source_backend.name in e.backend.capabilities.layers_over and not e.backend.unavailable_reasons()
+                if source_backend.name in e.backend.capabilities.layers_over
+                and not _problems_at(e.backend, placement, options)
             ]
             if layered:
                 target = layered[0]
-        reasons = target.unavailable_reasons()
-        if reasons:
-            raise BackendUnavailable("is not usable on this machine: " + "; ".join(reasons), backend=target.name)
-        refusal = target.refusal_at(placement, options)
-        if refusal:
-            raise BackendUnavailable(refusal, backend=target.name)
+        problems = _problems_at(target, placement, options)
+        if problems:
+            raise BackendUnavailable("; ".join(problems), reasons=problems, backend=target.name)
     else:
         target = choose_backend(registry, target_spec, placement, options)
 

@@ -7,5 +7,6 @@ from bdev import hookimpl
 def bdev_templates():
     """Offer the built-in templates."""
     from .busybox import BUSYBOX
+    from .local import LOCAL
 
-    return [BUSYBOX]
+    return [BUSYBOX, LOCAL]

@@ -1,0 +1,200 @@
+"""The ``local`` template: a rootfs copied from a local directory or unpacked from a tarball.
+
+``--path`` names either a directory (copied with bdev's copy engine, keeping owners, modes,
+xattrs, hard links and sparse files, with reflinks where the filesystem offers them) or a tar
+archive, plain or compressed with gzip, xz, zstd or bzip2 (GNU tar recognises the compression
+itself from the file's contents; the matching program must be installed).
+
+Archives are unpacked by GNU tar with numeric owners, permissions, xattrs and ACLs kept.  Its
+defaults are what keep a hostile archive inside the rootfs, and this module relies on them
+rather than inspecting members itself: leading ``/`` is stripped from member names, members
+whose names contain ``..`` are refused, and symlinks that point outside the tree (absolute
+or with ``..``) are created only after every other member, as placeholders until then, so no
+later member can be written through them.  Afterwards nothing here follows a symlink out of
+the rootfs: ``etc/hostname`` is written through an ``O_NOFOLLOW`` directory handle.
+
+On failure the rootfs may be partly filled; the engine that called the template removes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from pathlib import Path
+
+import click
+
+from bdev.command import run, which
+from bdev.errors import BdevError, CommandError, InvalidInput
+from bdev.templates import Template, TemplateContext
+
+from ._args import TemplateArgs
+
+log = logging.getLogger("bdev.templates.local")
+
+ARGS = TemplateArgs(
+    "local",
+    [
+        click.Option(
+            ["--path"],
+            metavar="PATH",
+            required=True,
+            help="a directory to copy, or a tar archive (plain, gzip, xz, zstd or bzip2) to unpack",
+        ),
+        click.Option(
+            ["--no-hostname"],
+            is_flag=True,
+            default=False,
+            help="leave etc/hostname as it comes (default: write the container's name to it)",
+        ),
+    ],
+)
+
+
+def _gnu_tar() -> str:
+    """Path of GNU tar.
+
+    :raises BdevError: there is no tar, or it is not GNU tar.
+    """
+    tar = which("tar")
+    if tar is None:
+        raise BdevError("template 'local' needs GNU tar to unpack archives, and tar is not installed")
+    version = run([tar, "--version"], check=False).stdout
+    if "GNU tar" not in version:
+        raise BdevError(f"template 'local' needs GNU tar to unpack archives, and {tar} is not GNU tar")
+    return tar
+
+
+def _first_error(stderr: str) -> str:
+    """The most telling line of tar's standard error (its first), without tar's summary lines."""
+    skip = ("Exiting with failure status", "Error is not recoverable", "Child returned status")
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line and not any(s in line for s in skip):
+            return line.rstrip(".")
+    return "tar failed"
+
+
+def unpack(archive: Path, rootfs: Path) -> None:
+    """Unpack ``archive`` into ``rootfs`` with GNU tar, keeping owners, modes, xattrs and ACLs.
+
+    Owners are restored (``--same-owner``) only when running as root; an ordinary user gets
+    the files as its own, as tar does by default.
+
+    :raises BdevError: the archive is corrupt, truncated, not a tar archive, or compressed
+        with something not installed.
+    """
+    argv = [
+        _gnu_tar(),
+        "--extract",
+        "--file",
+        str(archive),
+        "--directory",
+        str(rootfs),
+        "--numeric-owner",
+        "--same-permissions",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--acls",
+    ]
+    if os.geteuid() == 0:
+        argv.insert(2, "--same-owner")
+    try:
+        run(argv)
+    except CommandError as exc:
+        detail = _first_error(exc.stderr)
+        raise BdevError(f"template 'local': cannot unpack {archive} as a tar archive: {detail}") from None
+
+
+def copy_directory(source: Path, rootfs: Path) -> None:
+    """Copy the tree under ``source`` into ``rootfs`` with bdev's copy engine.
+
+    :raises BdevError: the copy failed.
+    """
+    from bdev.copying import copytree
+
+    try:
+        stats = copytree(source, rootfs)
+    except BdevError:
+        raise
+    except OSError as exc:
+        where = exc.filename or source
+        raise BdevError(f"cannot copy {source}: {where}: {exc.strerror or exc}") from None
+    log.info("copied %s: %s", source, stats.describe())
+
+
+def write_hostname(rootfs: Path, name: str) -> bool:
+    """Write ``name`` to ``etc/hostname`` if the rootfs has a real ``etc`` directory.
+
+    ``etc`` must not be a symlink and an existing ``etc/hostname`` symlink is replaced, not
+    followed, so an untrusted tree cannot redirect the write outside the rootfs.
+
+    :return: whether it was written.
+    """
+    try:
+        etc = os.open(rootfs / "etc", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            log.info("no etc directory in %s; hostname not written", rootfs)
+            return False
+        raise BdevError(f"cannot open {rootfs / 'etc'}: {exc.strerror}") from None
+    try:
+        try:
+            st = os.stat("hostname", dir_fd=etc, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                os.unlink("hostname", dir_fd=etc)
+        except FileNotFoundError:
+            pass
+        fd = os.open(
+            "hostname", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=etc
+        )
+        with os.fdopen(fd, "w") as f:
+            f.write(name + "\n")
+    except OSError as exc:
+        raise BdevError(f"cannot write {rootfs / 'etc/hostname'}: {exc.strerror or exc}") from None
+    finally:
+        os.close(etc)
+    return True
+
+
+def build(ctx: TemplateContext) -> None:
+    """Fill ``ctx.rootfs`` from ``--path`` and, unless ``--no-hostname``, set its hostname.
+
+    :raises BdevError: bad arguments, a missing or unreadable path, or a failed copy/unpack.
+    """
+    options = ARGS.parse(ctx.args)
+    source = Path(options["path"]).expanduser()
+    try:
+        st = source.stat()
+    except FileNotFoundError:
+        raise InvalidInput(f"template 'local': {source} does not exist") from None
+    except OSError as exc:
+        raise BdevError(f"template 'local': cannot read {source}: {exc.strerror or exc}") from None
+
+    if stat.S_ISDIR(st.st_mode):
+        if not os.access(source, os.R_OK | os.X_OK):
+            raise BdevError(f"template 'local': directory {source} is not readable")
+        if ctx.rootfs.resolve().is_relative_to(source.resolve()):
+            raise InvalidInput(
+                f"template 'local': {source} contains the new rootfs {ctx.rootfs}, so it cannot be copied into it"
+            )
+        copy_directory(source, ctx.rootfs)
+    elif stat.S_ISREG(st.st_mode):
+        if not os.access(source, os.R_OK):
+            raise BdevError(f"template 'local': {source} is not readable")
+        unpack(source, ctx.rootfs)
+    else:
+        raise InvalidInput(f"template 'local': {source} is neither a directory nor a tar archive")
+
+    if not options["no_hostname"]:
+        write_hostname(ctx.rootfs, ctx.name)
+
+
+LOCAL = Template(
+    "local",
+    "a rootfs copied from a local directory or unpacked from a tarball",
+    build=build,
+    usage=ARGS.usage(),
+)
