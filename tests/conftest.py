@@ -78,3 +78,13 @@ def no_leaks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     yield
     assert relevant(mount_table()) == mounts, "the test leaked mounts"
     assert relevant(loop_devices()) == loops, "the test leaked loop devices"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``root`` are skipped, with the reason, when the suite runs unprivileged."""
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason="marked root: needs real mounts, foreign ownership or real LXC as root")
+    for item in items:
+        if item.get_closest_marker("root"):
+            item.add_marker(skip)

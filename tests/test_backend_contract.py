@@ -66,7 +66,7 @@ def assert_clean(container: Container) -> None:
     assert leftovers == [], f"left behind in {container.directory}: {leftovers}"
 
 
-pytestmark = [pytest.mark.usefixtures("no_leaks")]
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.unprivileged]
 
 
 def test_create_then_destroy(backend_name: str, storage_lxcpath: Path, sample: Path) -> None:

@@ -18,7 +18,7 @@ from bdev.store.layout import PARTIAL
 from bdev.store.lock import container_lock_path, locked_file
 from bdev.store.lxcpath import lock_dir
 
-pytestmark = [pytest.mark.usefixtures("no_leaks")]
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.unprivileged]
 
 
 def spawn(lxcpath: Path, code: str, env: dict | None = None) -> subprocess.Popen:

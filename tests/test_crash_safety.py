@@ -23,7 +23,7 @@ from bdev.store.layout import JOURNAL, PARTIAL
 from bdev.testing.samples import make_sample_rootfs
 from bdev.testing.trees import describe_tree, tree_differences
 
-pytestmark = [pytest.mark.usefixtures("no_leaks")]
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.unprivileged]
 
 
 def run_api(lxcpath: Path, code: str, fault: str | None = None) -> subprocess.CompletedProcess:

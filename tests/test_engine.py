@@ -14,7 +14,7 @@ from bdev.store.layout import ContainerRef
 from bdev.store.running import is_running
 from bdev.testing.storage import loop_filesystem, loop_filesystem_problem
 
-pytestmark = [pytest.mark.usefixtures("no_leaks")]
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.unprivileged]
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def new_container(ctx: "Context", ref: ContainerRef, op: str) -> Iterator[NewCon
     except FileExistsError:
         raise AlreadyExists(f"container already exists in {ref.lxcpath}", container=ref.label) from None
     os.chmod(ref.directory, 0o770)
-    partial_fd = os.open(ref.file(PARTIAL), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o000)
+    partial_fd = os.open(ref.file(PARTIAL), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         _try_lock(partial_fd, fcntl.F_WRLCK)
         journal = Journal.begin(ref.file(JOURNAL), op)
