@@ -181,17 +181,22 @@ class CloneOutcome:
         origin, such as overlay) or ``copy`` (a full copy).
     :param depends_on_origin: the new rootfs needs the origin to stay.
     :param stats: copy statistics when a copy was made.
+    :param note: why the core chose this method (a snapshot that became a copy, say).
     """
 
     rootfs: Rootfs
     method: str
     depends_on_origin: bool = False
     stats: CopyStats | None = None
+    note: str = ""
 
     def describe(self) -> str:
+        """One phrase for the user: ``reflinked copy (812 files, 3.1 MiB, 812 reflinked)``."""
         if self.method == "copy" and self.stats is not None:
             how = "reflinked copy" if self.stats.reflinked_files else "full copy"
-            return f"{how} ({self.stats.describe()})"
-        return {"snapshot": "native snapshot", "layer": f"{self.rootfs.backend} layer over the origin"}.get(
-            self.method, self.method
-        )
+            how = f"{how} ({self.stats.describe()})"
+        else:
+            how = {"snapshot": "native snapshot", "layer": f"{self.rootfs.backend} layer over the origin"}.get(
+                self.method, self.method
+            )
+        return f"{how}, because {self.note}" if self.note else how

@@ -9,7 +9,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 P=$(mktemp -d "${TMPDIR:-/tmp}/bdev-demo.XXXXXX")
 REAL_LXC_LS=$(PATH=/usr/bin:/bin command -v lxc-ls || true)
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+step() { printf '\n\033[1m$'; printf ' %q' "$@"; printf '\033[0m\n'; "$@"; }
 note() { printf '\n# %s\n' "$*"; }
 
 note "Backends the installed plugins offer, and whether they work here"

@@ -34,6 +34,13 @@ plugin_dirs=()
 for d in plugins/*/; do
   [ -f "$d/pyproject.toml" ] && plugin_dirs+=(-e "$d")
 done
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=23.1"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" -e runtime "${plugin_dirs[@]}"
+# Editable installs follow the source; reinstall only when packaging metadata changes
+# (a new plugin folder, an entry point, a dependency).
+stamp=$(cat pyproject.toml runtime/pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat .venv/.bdev-installed 2>/dev/null)" != "$stamp" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=23.1"
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q --disable-pip-version-check \
+    -e ".[test]" -e runtime "${plugin_dirs[@]}"
+  echo "$stamp" > .venv/.bdev-installed
+fi
 echo "setup.sh: ready; commands are in $(pwd)/.venv/bin"

@@ -68,8 +68,8 @@ def storage_lxcpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 def no_leaks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Fail the test if it leaves a mount or a loop device behind (ignoring other pytest
     sessions' scratch storage, which may come and go meanwhile)."""
-    ours = str(tmp_path_factory.getbasetemp().parent.parent)
-    others = str(Path(ours).parent)
+    base = tmp_path_factory.getbasetemp()
+    ours, others = str(base), str(base.parent)
 
     def relevant(items: list[str]) -> list[str]:
         return [i for i in items if ours in i or others not in i]

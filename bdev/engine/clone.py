@@ -103,8 +103,6 @@ def clone_locked(
         if outcome.depends_on_origin:
             _record_dependency(new, source, target)
         faults.checkpoint(f"{op}:before-commit")
-    if plan.note and plan.method == "copy" and snapshot:
-        ctx.notify(f"{target.label}: made a full copy instead of a snapshot because {plan.note}")
     return outcome
 
 

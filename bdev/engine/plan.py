@@ -8,7 +8,7 @@ created, so a refusal leaves nothing behind.  :func:`execute` then carries the p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..backend import Backend
 from ..errors import BackendUnavailable, InvalidInput, NotSupported
@@ -137,6 +137,8 @@ def execute(
     """Carry out ``plan``: a snapshot through the target backend, or a copy of the source's
     files (mounted read-only where the source needs mounting) into a new rootfs."""
     if plan.method in ("snapshot", "layer"):
-        return plan.target.snapshot(source, source_backend, placement, options)
-    with source_backend.accessed(source, readonly=True) as source_path:
-        return plan.target.copy_from(source_path, placement, options, progress)
+        outcome = plan.target.snapshot(source, source_backend, placement, options)
+    else:
+        with source_backend.accessed(source, readonly=True) as source_path:
+            outcome = plan.target.copy_from(source_path, placement, options, progress)
+    return replace(outcome, note=plan.note) if plan.note else outcome

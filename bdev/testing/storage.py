@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,8 +45,22 @@ def loop_filesystem(fstype: str, directory: Path, size: str = "1G", mount_option
         yield mountpoint
     finally:
         run(["umount", "-R", str(mountpoint)], check=False)
+        _release_loop_devices(image)
         with contextlib.suppress(OSError):
             image.unlink()
+
+
+def _release_loop_devices(image: Path, timeout: float = 10.0) -> None:
+    """Wait for the kernel to auto-clear the loop devices backed by ``image`` (btrfs lets go
+    of its device asynchronously after unmount); detach any still attached at the end."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        attached = [entry.split(":", 1)[0] for entry in loop_devices() if entry.split(":", 1)[1].startswith(str(image))]
+        if not attached:
+            return
+        time.sleep(0.05)
+    for name in attached:
+        run(["losetup", "-d", f"/dev/{name}"], check=False)
 
 
 def mount_table() -> list[str]:
