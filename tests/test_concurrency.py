@@ -66,18 +66,19 @@ def test_a_held_lock_gives_a_clear_busy_error(base: Container, lxcpath: Path) ->
 
 @pytest.mark.lxc
 @pytest.mark.root
-@pytest.mark.skipif(shutil.which("lxc-destroy") is None, reason="Debian's lxc is not installed")
+@pytest.mark.skipif(shutil.which("lxc-destroy", path="/usr/bin:/bin") is None, reason="Debian's lxc is not installed")
 def test_real_lxc_waits_for_bdevs_lock(base: Container, lxcpath: Path) -> None:
     """LXC and bdev take the same lock on the same file: while bdev holds it, real
     ``lxc-destroy`` and ``lxc-snapshot`` block (killed by ``timeout`` here) and change nothing."""
     path = container_lock_path(lock_dir(lxcpath), "base")
     with locked_file(path):
-        for argv in (["lxc-destroy", "-n", "base", "-P", str(lxcpath)], ["lxc-snapshot", "-n", "base", "-P", str(lxcpath)]):
+        real = {tool: shutil.which(tool, path="/usr/bin:/bin") for tool in ("lxc-destroy", "lxc-snapshot")}
+        for argv in ([real["lxc-destroy"], "-n", "base", "-P", str(lxcpath)], [real["lxc-snapshot"], "-n", "base", "-P", str(lxcpath)]):
             started = time.monotonic()
             result = subprocess.run(["timeout", "2", *argv], capture_output=True, text=True)
             assert result.returncode == 124, f"{argv[0]} did not wait for the lock: {result}"
             assert time.monotonic() - started >= 1.9
     assert base.defined and base.snapshot_list() == []
-    result = subprocess.run(["lxc-snapshot", "-n", "base", "-P", str(lxcpath)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([real["lxc-snapshot"], "-n", "base", "-P", str(lxcpath)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert [s.name for s in base.snapshot_list()] == ["snap0"]

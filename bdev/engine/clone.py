@@ -12,7 +12,7 @@ from ..store.layout import DEPENDENTS, ORIGIN, ContainerRef
 from ..store.running import is_running
 from . import faults
 from .context import Context
-from .identity import clone_config, rewrite_hostname
+from .identity import clone_config, copy_container_files, rewrite_hostname
 from .newdir import NewContainer, new_container
 from .plan import execute, plan_clone, target_rootfs
 
@@ -94,6 +94,7 @@ def clone_locked(
             raise exc.about(container=target.label, backend=plan.target.name)
         faults.checkpoint(f"{op}:after-rootfs")
         config.set_rootfs(outcome.rootfs.config_value)
+        copy_container_files(config, source, target)
         if not keepname:
             with plan.target.accessed(outcome.rootfs) as path:
                 rewrite_hostname(path, source_config.uts_name() or source.name, target.name)

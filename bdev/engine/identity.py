@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
 from ..records import Rootfs
 from ..store.config import LxcConfig
+from ..store.legacy import upgrade_in_place
 from ..store.layout import ContainerRef
 
 
@@ -26,6 +28,7 @@ def clone_config(
     point under the target's (mount entries, hooks), ``lxc.rootfs.path`` names the new rootfs,
     ``lxc.uts.name`` becomes the new name unless ``keepname``, MACs are new unless ``keepmac``."""
     config = source_config.copy()
+    upgrade_in_place(config)  # bdev writes current keys; LXC 5 refuses to load LXC 1.0 ones
     if source.directory != target.directory:
         config.replace_in_values(str(source.directory), str(target.directory))
     config.set_rootfs(rootfs.config_value)
@@ -34,6 +37,35 @@ def clone_config(
     if not keepmac:
         config.randomize_hwaddrs()
     return config
+
+
+FILE_KEYS = ("lxc.mount.fstab", "lxc.mount")
+HOOK_PREFIX = "lxc.hook."
+
+
+def copy_container_files(config: LxcConfig, source: ContainerRef, target: ContainerRef) -> list[str]:
+    """Copy the files a config names inside the source's directory (an ``lxc.mount.fstab``,
+    hook scripts) to the same place in the target's, as ``lxc-copy`` does; the caller's
+    config already points there.  Returns the relative paths copied."""
+    copied = []
+    for key, value in config.items():
+        if key in FILE_KEYS:
+            path = value.strip()
+        elif key.startswith(HOOK_PREFIX):
+            path = value.strip().split()[0] if value.strip() else ""
+        else:
+            continue
+        if not path.startswith(str(target.directory) + "/"):
+            continue
+        relative = os.path.relpath(path, target.directory)
+        origin = source.directory / relative
+        if not _is_regular(origin):
+            continue
+        destination = target.directory / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(origin, destination, follow_symlinks=False)
+        copied.append(relative)
+    return copied
 
 
 def rewrite_hostname(rootfs_path: Path, old: str, new: str) -> list[str]:

@@ -7,10 +7,11 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import BdevError, HasDependents, InvalidInput, NotFound, NotSupported
+from ..errors import BdevError, Busy, HasDependents, InvalidInput, NotFound, NotSupported
 from ..naming import validate_snapshot_name
 from ..records import CreateOptions
 from ..store.layout import COMMENT, TIMESTAMP, ContainerRef, snapshot_number, snapshot_ref, snapshots_dir
+from ..store.running import is_running
 from .clone import clone_locked
 from .context import Context
 from .destroy import destroy_locked
@@ -41,13 +42,15 @@ def snapshot(
         backend = ctx.registry.backend_for(rootfs)
         if not backend.capabilities.can_backup:
             raise NotSupported("its backend cannot be snapshotted (LXC's can_backup is off)", container=ref.name, backend=backend.name)
+        if is_running(ref):
+            raise Busy("is running; stop it before snapshotting", container=ref.name)
         directory = snapshots_dir(ref)
         directory.mkdir(mode=0o755, parents=True, exist_ok=True)
         name = _first_free(directory)
         target = ContainerRef(directory, name, owner=ref.name)
         files = {TIMESTAMP: time.strftime("%Y:%m:%d %H:%M:%S")}
-        if comment:
-            files[COMMENT] = comment
+        if comment:  # lxc-snapshot -L -C prints the file verbatim: end it with a newline
+            files[COMMENT] = comment if comment_file is not None or comment.endswith("\n") else comment + "\n"
         outcome = clone_locked(
             ctx, ref, target, op="snapshot", backend=None, snapshot=True, maybe_snapshot=True,
             keepname=True, keepmac=True, options=CreateOptions(), keep_backend=True, extra_files=files,

@@ -58,16 +58,22 @@ class ContainerRef:
         return self.directory / leaf
 
 
+def legacy_snapshots_root(lxcpath: Path) -> Path:
+    """LXC 1.0's snapshot root for an lxcpath: ``<lxcpath>snaps`` (string concatenation)."""
+    return Path(str(lxcpath).rstrip("/") + "snaps")
+
+
 def legacy_snapshots_dir(ref: ContainerRef) -> Path:
-    """LXC 1.0's snapshot directory: ``<lxcpath>snaps/<name>`` (string concatenation)."""
-    return Path(str(ref.lxcpath).rstrip("/") + "snaps") / ref.name
+    """LXC 1.0's snapshot directory of a container: ``<lxcpath>snaps/<name>``."""
+    return legacy_snapshots_root(ref.lxcpath) / ref.name
 
 
 def snapshots_dir(ref: ContainerRef) -> Path:
-    """The directory holding ``ref``'s snapshots (legacy location if it exists)."""
-    legacy = legacy_snapshots_dir(ref)
-    if legacy.is_dir():
-        return legacy
+    """The directory holding ``ref``'s snapshots: LXC 1.0's ``<lxcpath>snaps/<name>`` whenever
+    ``<lxcpath>snaps`` exists (for every container of that lxcpath, as LXC 5's
+    ``get_snappath_dir`` decides), else ``<lxcpath>/<name>/snaps``."""
+    if legacy_snapshots_root(ref.lxcpath).is_dir():
+        return legacy_snapshots_dir(ref)
     return ref.directory / SNAPSHOTS
 
 

@@ -1,0 +1,66 @@
+"""``bdev create``: a new container filled by a template or copied from a directory/tarball."""
+
+from __future__ import annotations
+
+import click
+
+from ...errors import InvalidInput
+from .. import options as opts
+from ..session import get_session
+
+
+@click.command("create", context_settings={"ignore_unknown_options": False})
+@click.argument("name")
+@click.option("-t", "--template", help="Template filling the rootfs (see `bdev templates`).")
+@click.option("-B", "--backend", "backend_text", metavar="BACKEND",
+              help="Backend: a name, 'best', or a comma list tried in order (default: dir).")
+@click.option("--fstype", help="Filesystem for block-backed backends (default: ext4).")
+@click.option("--fssize", metavar="SIZE", help="Size for block-backed backends: bytes, or with a K/M/G/T suffix.")
+@click.option("--zfsroot", help="zfs: parent dataset.")
+@click.option("--vgname", help="lvm: volume group.")
+@click.option("--lvname", help="lvm: logical volume name (default: the container's).")
+@click.option("--thinpool", help="lvm: thin pool.")
+@click.option("--dir", "rootfs_dir", metavar="DIR", help="dir: put the rootfs directory at DIR.")
+@click.option("--rbdname", help="rbd: image name (default: the container's).")
+@click.option("--rbdpool", help="rbd: pool.")
+@click.option("--source", metavar="PATH", help="Copy the rootfs from a directory or tarball instead of a template.")
+@click.option("-f", "--config", "config_file", metavar="FILE", help="Extra config file whose entries are appended.")
+@click.argument("template_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- TEMPLATE_ARGS...]")
+def create(
+    name: str,
+    template: str | None,
+    backend_text: str | None,
+    fstype: str | None,
+    fssize: str | None,
+    zfsroot: str | None,
+    vgname: str | None,
+    lvname: str | None,
+    thinpool: str | None,
+    rootfs_dir: str | None,
+    rbdname: str | None,
+    rbdpool: str | None,
+    source: str | None,
+    config_file: str | None,
+    template_args: tuple[str, ...],
+) -> None:
+    """Create container NAME.
+
+    Everything given is checked before anything is made; a failure at any later point
+    removes what was created.
+    """
+    session = get_session()
+    size = opts.parse_fssize(fssize)
+    backend = opts.parse_backend(backend_text) or "dir"
+    extra = {"zfsroot": zfsroot, "vgname": vgname, "lvname": lvname, "thinpool": thinpool,
+             "dir": rootfs_dir, "rbdname": rbdname, "rbdpool": rbdpool}
+    options = opts.create_options(fstype, size, extra)
+    if template and source:
+        raise InvalidInput("give either --template or --source, not both")
+    if template_args and not template:
+        raise InvalidInput("template arguments were given but no template (-t)")
+    config = opts.read_config_file(config_file) if config_file else []
+    container = session.container(name)
+    opts.check_backends(session.registry, backend)
+    if template:
+        session.registry.template(template)
+    container.create(template, backend, args=template_args, options=options, source=source, config=config)

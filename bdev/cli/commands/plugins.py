@@ -1,0 +1,124 @@
+"""``bdev backends``, ``bdev templates`` and ``bdev --version``: what the plugins offer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..output import emit_json, format_option, table
+from ..session import Session, get_session
+
+if TYPE_CHECKING:
+    from ...registry import BackendEntry
+
+
+def version_text(session: Session) -> str:
+    """``bdev <version>`` then one line per plugin: name, distribution, version, status."""
+    from ... import __version__
+
+    lines = [f"bdev {__version__}"]
+    registry = session.registry
+    for plugin in sorted(registry.plugins, key=lambda p: p.name):
+        dist = plugin.distribution or "(not from a distribution)"
+        version = plugin.version or ""
+        status = "" if plugin.status == "loaded" else f" [{plugin.status}]"
+        lines.append(f"  {plugin.name}: {dist} {version}".rstrip() + status)
+    return "\n".join(lines)
+
+
+def _call(label: str, function: Any, default: Any) -> tuple[Any, str | None]:
+    """Run a plugin's method; a plugin's bug becomes a reason instead of a crash."""
+    try:
+        return function(), None
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
+        return default, f"{label} failed: {type(exc).__name__}: {exc}"
+
+
+def backend_record(entry: "BackendEntry") -> dict[str, Any]:
+    """The JSON record of one backend (see ``bdev backends --help``)."""
+    backend = entry.backend
+    reasons, failure = _call("availability check", backend.unavailable_reasons, [])
+    reasons = list(reasons) + ([failure] if failure else [])
+    implementation, failure = _call("implementation()", backend.implementation, "")
+    if failure:
+        reasons.append(failure)
+    return {
+        "name": backend.name,
+        "aliases": list(backend.aliases),
+        "description": backend.description,
+        "usable": not reasons,
+        "unavailable_reasons": reasons,
+        "capabilities": backend.capabilities.flags(),
+        "implementation": implementation or None,
+        "plugin": entry.plugin,
+    }
+
+
+@click.command("backends")
+@format_option
+def backends(output_format: str) -> None:
+    """List every backend the plugins offer, whether it is usable here and why not, its
+    capabilities and implementation; then any plugin problems.
+
+    JSON: {"backends": [{"name", "aliases", "description", "usable" (bool),
+    "unavailable_reasons" (list), "capabilities" (list of flags), "implementation" (or null),
+    "plugin"}], "plugins": [{"name", "distribution", "version", "status" (loaded, disabled,
+    failed)}], "problems": [{"plugin", "message"}]}.
+    """
+    registry = get_session().registry
+    records = [backend_record(e) for e in registry.backend_entries()]
+    if output_format == "json":
+        emit_json({
+            "backends": records,
+            "plugins": [
+                {"name": p.name, "distribution": p.distribution, "version": p.version, "status": p.status}
+                for p in registry.plugins
+            ],
+            "problems": [{"plugin": p.plugin, "message": p.message} for p in registry.problems],
+        })
+        return
+    rows = [
+        (
+            r["name"],
+            ",".join(r["aliases"]),
+            "yes" if r["usable"] else "no",
+            r["plugin"],
+            r["implementation"],
+            ",".join(r["capabilities"]),
+        )
+        for r in records
+    ]
+    click.echo(table(("NAME", "ALIASES", "USABLE", "PLUGIN", "IMPLEMENTATION", "CAPABILITIES"), rows))
+    unusable = [r for r in records if not r["usable"]]
+    if unusable:
+        click.echo("\nNot usable here:")
+        for record in unusable:
+            click.echo(f"  {record['name']}: " + "; ".join(record["unavailable_reasons"]))
+    disabled = [p.name for p in registry.plugins if p.status == "disabled"]
+    if disabled:
+        click.echo("\nDisabled plugins (BDEV_DISABLE_PLUGINS): " + ", ".join(sorted(disabled)))
+    if registry.problems:
+        click.echo("\nPlugin problems:")
+        for problem in registry.problems:
+            click.echo(f"  {problem}")
+
+
+@click.command("templates")
+@format_option
+def templates(output_format: str) -> None:
+    """List the templates the plugins offer (bdev create -t NAME).
+
+    JSON: {"templates": [{"name", "description", "plugin", "usage"}]}.
+    """
+    registry = get_session().registry
+    entries = registry.templates()
+    if output_format == "json":
+        emit_json({
+            "templates": [
+                {"name": t.name, "description": t.description, "plugin": plugin, "usage": t.usage or None}
+                for t, plugin in entries
+            ]
+        })
+        return
+    click.echo(table(("NAME", "PLUGIN", "DESCRIPTION"), [(t.name, plugin, t.description) for t, plugin in entries]))

@@ -1,0 +1,35 @@
+"""``lxc-destroy -n NAME [-f] [-s] [-P lxcpath]``: destroy a container (``-s``: and its
+snapshots).  ``-f`` (stop it first if running) is accepted; nothing runs yet."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import click
+
+from ..errors import run
+from .common import common_options, lxc_command, require, start
+
+PROG = "lxc-destroy"
+
+
+@lxc_command(PROG, help_text="lxc-destroy destroys a container with the identifier NAME", usage="-n NAME [-f] [-s] [OPTIONS]")
+@click.option("-n", "--name", metavar="NAME", help="NAME of the container.")
+@click.option("-s", "--snapshots", is_flag=True, help="Destroy including all snapshots.")
+@click.option("-f", "--force", is_flag=True, help="Stop and destroy the container if it's still running.")
+@common_options()
+@click.pass_context
+def command(ctx: click.Context, name: str | None, snapshots: bool, force: bool, **common: object) -> None:
+    """lxc-destroy destroys a container with the identifier NAME."""
+    session = start(ctx, **common)  # type: ignore[arg-type]
+    name = require(name, "-n NAME", "container name")
+    session.container(name).destroy(with_snapshots=snapshots)
+
+
+def main() -> NoReturn:
+    """Entry point of ``lxc-destroy``."""
+    run(command, PROG)
+
+
+if __name__ == "__main__":
+    main()

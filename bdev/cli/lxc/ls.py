@@ -1,0 +1,109 @@
+"""``lxc-ls [-1] [-f] [-F COLUMNS] [-P lxcpath] [--active] [--running] [--frozen] [--stopped]
+[--defined] [-g groups] [--filter REGEX | REGEX]``: list containers as LXC 5 does, byte for
+byte (see :mod:`bdev.cli.lxc.lsformat`).
+
+Until a runtime exists every container is STOPPED: ``--active``, ``--running`` and
+``--frozen`` list nothing.  Unlike LXC, ``-F`` implies ``-f``, and an unknown ``-F`` column or
+an invalid regular expression is an error instead of an empty listing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NoReturn
+
+import click
+
+from ...errors import InvalidInput
+from ..errors import run
+from . import lsformat
+from .common import common_options, lxc_command, start
+
+PROG = "lxc-ls"
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise InvalidInput(f"invalid regular expression {pattern!r}: {exc}") from None
+
+
+@lxc_command(PROG, help_text="lxc-ls list containers", usage="[-1] [-f] [-F COLUMNS] [OPTIONS]")
+@click.option("-1", "--line", is_flag=True, help="Show one entry per line.")
+@click.option("-f", "--fancy", is_flag=True, help="Use a fancy, column-based output.")
+@click.option("-F", "--fancy-format", metavar="COLUMNS",
+              help="Comma separated list of columns for the fancy output: " + ", ".join(lsformat.COLUMNS) + ".")
+@click.option("--active", is_flag=True, help="List only active containers.")
+@click.option("--running", is_flag=True, help="List only running containers.")
+@click.option("--frozen", is_flag=True, help="List only frozen containers.")
+@click.option("--stopped", is_flag=True, help="List only stopped containers.")
+@click.option("--defined", is_flag=True, help="List only defined containers.")
+@click.option("--nesting", is_flag=False, flag_value="5", default=None, metavar="[=NUM]",
+              help="Accepted for compatibility; nested containers are not listed yet.")
+@click.option("-g", "--groups", metavar="GROUPS", help="Comma separated list of groups a container must have.")
+@click.option("--filter", "filter_", metavar="REGEX", help="Filter container names by regular expression.")
+@common_options()
+@click.argument("patterns", nargs=-1, metavar="[FILTER]")
+@click.pass_context
+def command(
+    ctx: click.Context,
+    line: bool,
+    fancy: bool,
+    fancy_format: str | None,
+    active: bool,
+    running: bool,
+    frozen: bool,
+    stopped: bool,
+    defined: bool,
+    nesting: str | None,
+    groups: str | None,
+    filter_: str | None,
+    patterns: tuple[str, ...],
+    **common: object,
+) -> None:
+    """lxc-ls list containers."""
+    session = start(ctx, **common)  # type: ignore[arg-type]
+    if len(patterns) > 1:
+        raise click.UsageError("give at most one FILTER regular expression")
+    columns = lsformat.parse_columns(fancy_format) if fancy_format is not None else None
+    pattern = filter_ if filter_ is not None else (patterns[0] if patterns else None)
+    regex = _compile(pattern) if pattern is not None else None
+    must = [g.strip() for g in groups.split(",") if g.strip()] if groups is not None else None
+
+    from ..listing import Listed, containers, describe_or_error
+
+    rows = []
+    for container in containers(session):
+        if regex is not None and not regex.search(container.name):
+            continue
+        if active or running or frozen:  # nothing runs until a runtime exists
+            continue
+        facts = describe_or_error(container)
+        if not isinstance(facts, Listed):
+            click.echo(f"{PROG}: skipped {facts}", err=True)
+            continue
+        if must is not None and (not facts.groups or not set(must) <= set(facts.groups)):
+            continue
+        rows.append(lsformat.Row(
+            name=facts.name,
+            state=facts.state,
+            autostart=facts.autostart,
+            groups=", ".join(facts.groups) if facts.groups else None,
+            unprivileged=facts.unprivileged,
+        ))
+    if fancy or columns is not None:
+        data = lsformat.fancy(rows, columns or lsformat.DEFAULT_FANCY)
+    else:
+        data = lsformat.names(rows, termwidth=0 if line else lsformat.term_width(), one_per_line=line)
+    if data:
+        click.echo(data, nl=False)
+
+
+def main() -> NoReturn:
+    """Entry point of ``lxc-ls``."""
+    run(command, PROG)
+
+
+if __name__ == "__main__":
+    main()

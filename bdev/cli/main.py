@@ -1,0 +1,61 @@
+"""``bdev``: the command line for bdev's storage backends and snapshots.
+
+Global options come before the subcommand: ``bdev -P /srv/lxc -q snapshot create web1``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import click
+
+from . import logsetup
+from .commands import clone, create, destroy, inspect, plugins, snapshot
+from .errors import GuardedGroup, run
+from .session import Session
+
+PROG = "bdev"
+
+
+@click.group(
+    PROG,
+    cls=GuardedGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("-P", "--lxcpath", metavar="PATH", help="The lxcpath (default: LXC's, from lxc.conf).")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print operation messages (errors still are).")
+@click.option("-v", "--verbose", is_flag=True, help="Log what bdev does, each external command included, on stderr.")
+@click.option("--version", is_flag=True, help="Print bdev's version and each plugin's distribution and version.")
+@click.pass_context
+def cli(ctx: click.Context, lxcpath: str | None, quiet: bool, verbose: bool, version: bool) -> None:
+    """Pluggable storage backends and snapshots for LXC-compatible containers."""
+    logsetup.configure(PROG, logging.DEBUG if verbose else None)
+    session = Session(PROG, lxcpath=lxcpath, quiet=quiet)
+    ctx.obj = session
+    if version:
+        click.echo(plugins.version_text(session))
+        ctx.exit(0)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(2)
+
+
+cli.add_command(create.create)
+cli.add_command(clone.clone)
+cli.add_command(snapshot.snapshot)
+cli.add_command(destroy.destroy)
+cli.add_command(inspect.ls)
+cli.add_command(inspect.info)
+cli.add_command(plugins.backends)
+cli.add_command(plugins.templates)
+
+
+def main() -> NoReturn:
+    """Entry point of the ``bdev`` program."""
+    run(cli, PROG)
+
+
+if __name__ == "__main__":
+    main()
