@@ -82,6 +82,7 @@ class Container:
 
         self._ctx = Context.create(lxcpath, registry=registry, notify=notify)
         self._ref = self._ctx.ref(name)
+        self.outcome: CloneOutcome | None = None
 
     # ---------------------------------------------------------------- state
 
@@ -106,6 +107,18 @@ class Container:
     def defined(self) -> bool:
         """Whether the container exists (has a loadable config and no failed create)."""
         return self._ctx.store.is_defined(self._ref)
+
+    @property
+    def running(self) -> bool:
+        """Whether real LXC (or a runtime speaking its protocol) runs this container now."""
+        from .store.running import is_running
+
+        return is_running(self._ref)
+
+    @property
+    def state(self) -> str:
+        """``RUNNING`` or ``STOPPED``, as ``lxc-info -s`` says."""
+        return "RUNNING" if self.running else "STOPPED"
 
     @property
     def rootfs(self) -> Rootfs:
@@ -184,16 +197,20 @@ class Container:
             ``maybe_snapshot`` allows a full copy instead.
         :param keepname: keep ``lxc.uts.name`` and ``/etc/hostname`` (LXC's ``-K``).
         :param keepmac: keep MAC addresses (LXC's ``-M``); otherwise new random ones.
+        :return: the new container; its ``outcome`` (a :class:`~bdev.records.CloneOutcome`)
+            says whether it is a native snapshot, a layer or a copy.
         :raises AlreadyExists: ``newname`` exists.
         """
         from .engine import clone
 
-        outcome_ref = clone.clone(
+        ref, outcome = clone.clone(
             self._ctx, self._ref, newname, lxcpath=lxcpath, backend=backend, snapshot=snapshot,
             maybe_snapshot=maybe_snapshot, keepname=keepname, keepmac=keepmac,
             options=options or CreateOptions(), progress=progress,
         )
-        return Container(outcome_ref.name, outcome_ref.lxcpath, registry=self._ctx.registry, notify=self._ctx.notify)
+        made = Container(ref.name, ref.lxcpath, registry=self._ctx.registry, notify=self._ctx.notify)
+        made.outcome = outcome
+        return made
 
     def destroy(self, *, with_snapshots: bool = False) -> None:
         """Destroy the container.

@@ -161,6 +161,7 @@ class CopyStats:
     bytes: int = 0
     reflinked_files: int = 0
     sparse_files: int = 0
+    mount_points: int = 0
 
     def describe(self) -> str:
         """A short human sentence: ``812 files, 3.1 MB, 812 reflinked``."""

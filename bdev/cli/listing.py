@@ -59,6 +59,7 @@ def describe(container: "Container") -> Listed:
         autostart=bool(auto) and auto[-1] == "1",
         groups=tuple(_list_values(_items(container, "lxc.group"))),
         unprivileged=bool(idmaps),
+        state=container.state,
     )
 
 

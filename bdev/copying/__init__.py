@@ -9,8 +9,8 @@ flags (``chattr``), change and birth times.
 
 Mount points below the source are not descended: each is copied as an empty directory (or
 an empty file, for a bind-mounted file) carrying the mounted root's metadata, logged as a
-warning and listed in :attr:`TreeCopier.mount_points`; the statistics count it as a
-directory (or file).  Bind mounts of the same filesystem are recognised from the mount table;
+warning, listed in :attr:`TreeCopier.mount_points` and counted in ``CopyStats.mount_points``
+(besides being counted as a directory or file).  Bind mounts of the same filesystem are recognised from the mount table;
 a btrfs subvolume, which is no mount, is copied like any directory.
 
 Data is cloned (``FICLONE``) when both sides are on one filesystem that can share extents

@@ -13,7 +13,7 @@ import errno
 import fcntl
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 FICLONE = 0x40049409
 """``_IOW(0x94, 9, int)``: make the target file share all the source file's extents."""
@@ -29,9 +29,8 @@ _CLONE_REFUSALS = frozenset(
 _RANGE_REFUSALS = frozenset({errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EBADF})
 
 
-@dataclass(frozen=True)
-class DataResult:
-    """How one file's data was copied."""
+class DataResult(NamedTuple):
+    """How one file's data was copied: cloned with ``FICLONE``; has holes."""
 
     reflinked: bool
     sparse: bool

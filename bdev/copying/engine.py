@@ -297,6 +297,7 @@ class TreeCopier:
 
     def _note_mount(self, rel: str) -> None:
         self.mount_points.append(rel)
+        self.stats.mount_points += 1
         log.warning("%s is a mount point in %s; copied as an empty entry without its contents", rel, self.source)
 
     def _ref(self, dir_fd: int, top: str, rel: str, name: str) -> str:

@@ -30,8 +30,8 @@ def clone(
     keepmac: bool = False,
     options: CreateOptions | None = None,
     progress: object | None = None,
-) -> ContainerRef:
-    """Clone ``source`` to ``newname``; returns the new container's ref.
+) -> tuple[ContainerRef, CloneOutcome]:
+    """Clone ``source`` to ``newname``; returns the new container's ref and how it was made.
 
     :raises AlreadyExists: ``newname`` exists (nothing is changed).
     """
@@ -47,7 +47,7 @@ def clone(
             keepname=keepname, keepmac=keepmac, options=options or CreateOptions(), progress=progress,
         )
     ctx.notify(f"cloned {source.label} to {target.name}: {outcome.describe()}")
-    return target
+    return target, outcome
 
 
 def clone_locked(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Busy
+from ..errors import BdevError, Busy
 from ..naming import validate_name
 from ..registry import Registry, load_registry
 from ..store.containers import ContainerStore
@@ -94,10 +94,14 @@ class Context:
     def repair(self, ref: ContainerRef) -> None:
         """Clean up what a crashed command left in ``ref``, if its lock is free right now
         (read-only commands call this; a container being created is left alone)."""
-        if needs_recovery(ref):
-            with contextlib.suppress(Busy):
+        try:
+            if needs_recovery(ref):
                 with self.locked(ref, timeout=0):
                     pass
+        except Busy:
+            pass  # being created or repaired right now by another process
+        except (BdevError, OSError) as exc:  # an lxcpath we may only read: list it as it is
+            log.warning("could not repair %s: %s", ref.label, exc)
 
     def repair_all(self, lxcpath: Path) -> None:
         """:meth:`repair` every container directory of ``lxcpath`` that needs it."""

@@ -9,7 +9,7 @@ from .. import options as opts
 from ..session import get_session
 
 
-@click.command("create", context_settings={"ignore_unknown_options": False})
+@click.command("create")
 @click.argument("name")
 @click.option("-t", "--template", help="Template filling the rootfs (see `bdev templates`).")
 @click.option("-B", "--backend", "backend_text", metavar="BACKEND",

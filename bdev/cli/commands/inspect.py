@@ -51,7 +51,7 @@ def _origin(container: "Container") -> "Container | None":
 def ls(output_format: str) -> None:
     """List the containers of the lxcpath.
 
-    JSON: {"lxcpath": PATH, "containers": [{"name", "state" ("STOPPED"), "backend",
+    JSON: {"lxcpath": PATH, "containers": [{"name", "state" ("RUNNING" or "STOPPED"), "backend",
     "rootfs" (lxc.rootfs.path value), "origin" ({"name", "lxcpath"} or null), "autostart"
     (bool), "groups" (list), "unprivileged" (bool), "error" (why the storage could not be
     read, or null)}]}.
@@ -126,7 +126,7 @@ def info(name: str, output_format: str) -> None:
         "lxcpath": str(container.lxcpath),
         "directory": str(container.directory),
         "config": str(container.config_file_name),
-        "state": "STOPPED",
+        "state": container.state,
         "rootfs": rootfs,
         "backend": backend,
         "error": error,
@@ -148,7 +148,7 @@ def info(name: str, output_format: str) -> None:
         ("name", container.name),
         ("lxcpath", container.lxcpath),
         ("config", container.config_file_name),
-        ("state", "STOPPED"),
+        ("state", container.state),
         ("backend", backend or f"? ({error})"),
         ("rootfs", rootfs),
         ("usage", usage_text),

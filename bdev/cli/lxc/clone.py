@@ -78,10 +78,11 @@ def command(
     origin = session.container(orig)
     session.container(new, newpath)  # validate the new name before anything happens
     opts.check_backends(session.registry, backend)
-    origin.clone(new, lxcpath=newpath, backend=backend, snapshot=snapshot, keepname=keepname,
-                 keepmac=keepmac, options=options)
+    made = origin.clone(new, lxcpath=newpath, backend=backend, snapshot=snapshot, keepname=keepname,
+                        keepmac=keepmac, options=options)
     if not quiet:
-        click.echo(f"Created container {new} as {'snapshot' if snapshot else 'copy'} of {orig}")
+        how = "copy" if made.outcome is None or made.outcome.method == "copy" else "snapshot"
+        click.echo(f"Created container {new} as {how} of {orig}")
 
 
 def main() -> NoReturn:

@@ -2,8 +2,8 @@
 [--defined] [-g groups] [--filter REGEX | REGEX]``: list containers as LXC 5 does, byte for
 byte (see :mod:`bdev.cli.lxc.lsformat`).
 
-Until a runtime exists every container is STOPPED: ``--active``, ``--running`` and
-``--frozen`` list nothing.  Unlike LXC, ``-F`` implies ``-f``, and an unknown ``-F`` column or
+STATE is RUNNING for containers real LXC runs (seen through their command socket), else
+STOPPED; bdev cannot see FROZEN yet, so ``--frozen`` lists nothing.  Unlike LXC, ``-F`` implies ``-f``, and an unknown ``-F`` column or
 an invalid regular expression is an error instead of an empty listing.
 """
 
@@ -77,11 +77,11 @@ def command(
     for container in containers(session):
         if regex is not None and not regex.search(container.name):
             continue
-        if active or running or frozen:  # nothing runs until a runtime exists
-            continue
         facts = describe_or_error(container)
         if not isinstance(facts, Listed):
             click.echo(f"{PROG}: skipped {facts}", err=True)
+            continue
+        if frozen or ((active or running) and facts.state != "RUNNING") or (stopped and facts.state != "STOPPED"):
             continue
         if must is not None and (not facts.groups or not set(must) <= set(facts.groups)):
             continue
