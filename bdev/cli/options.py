@@ -15,7 +15,6 @@ from ..errors import InvalidInput
 
 if TYPE_CHECKING:
     from ..records import CreateOptions
-    from ..registry import Registry
 
 
 _BARE_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
@@ -49,18 +48,6 @@ def parse_backend(text: str | None) -> str | list[str] | None:
     if not text.strip() or any(not n for n in names):
         raise InvalidInput(f"backend {text!r} is not a backend name or a comma-separated list of them")
     return names[0] if len(names) == 1 else names
-
-
-def check_backends(registry: "Registry", backend: str | list[str] | None) -> None:
-    """Refuse backend names no plugin offers, before anything is created.
-
-    :raises NotFound: naming the backend and listing the known ones.
-    """
-    if backend is None:
-        return
-    for name in [backend] if isinstance(backend, str) else backend:
-        if name.strip().lower() != "best":
-            registry.canonical(name)
 
 
 def create_options(fstype: str | None, fssize: int | None, extra: Mapping[str, str | None]) -> "CreateOptions":

@@ -57,8 +57,8 @@ def _create(
         if ctx.store.exists(ref):
             raise AlreadyExists(f"container already exists in {ref.lxcpath}", container=ref.name)
         chosen = choose_backend(ctx.registry, spec, ref.placement, options)
+        rootfs = chosen.parse(chosen.default_source(ref.placement, options))  # refuses bad paths now
         with new_container(ctx, ref, "create") as new:
-            rootfs = chosen.parse(chosen.default_source(ref.placement, options))
             new.intend_rootfs(rootfs)
             try:
                 rootfs = chosen.create(ref.placement, options)

@@ -52,7 +52,7 @@ def new_container(ctx: "Context", ref: ContainerRef, op: str) -> Iterator[NewCon
     if os.path.lexists(ref.directory):
         what = "snapshot" if ref.owner else "container"
         raise AlreadyExists(f"{what} already exists in {ref.lxcpath}", container=ref.label)
-    ref.lxcpath.mkdir(mode=0o755, parents=True, exist_ok=True)
+    made_lxcpath = _make_dirs(ref.lxcpath)
     try:
         os.mkdir(ref.directory, 0o770)
     except FileExistsError:
@@ -66,11 +66,26 @@ def new_container(ctx: "Context", ref: ContainerRef, op: str) -> Iterator[NewCon
             yield NewContainer(ref, journal)
         except BaseException:
             undo_new_container(ctx, ref, journal.data)
+            for directory in reversed(made_lxcpath):  # an lxcpath this operation made, if still empty
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
             raise
         journal.finish()
         os.unlink(ref.file(PARTIAL))
     finally:
         os.close(partial_fd)
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """``mkdir -p`` (mode 0755); returns the directories it created, outermost first."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o755)
+    return list(reversed(missing))
 
 
 def undo_new_container(ctx: "Context", ref: ContainerRef, intent: dict) -> None:

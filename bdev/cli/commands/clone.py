@@ -41,7 +41,6 @@ def clone(
     options = opts.create_options(None, size, {})
     origin = session.container(orig)
     session.container(new, to_lxcpath)  # validates NEW before anything happens
-    opts.check_backends(session.registry, backend)
     origin.clone(
         new,
         lxcpath=to_lxcpath,

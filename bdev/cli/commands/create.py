@@ -60,7 +60,6 @@ def create(
         raise InvalidInput("template arguments were given but no template (-t)")
     config = opts.read_config_file(config_file) if config_file else []
     container = session.container(name)
-    opts.check_backends(session.registry, backend)
     if template:
         session.registry.template(template)
     container.create(template, backend, args=template_args, options=options, source=source, config=config)

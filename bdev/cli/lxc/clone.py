@@ -77,7 +77,6 @@ def command(
     options = opts.create_options(fstype, fssize, {"vgname": vgname})
     origin = session.container(orig)
     session.container(new, newpath)  # validate the new name before anything happens
-    opts.check_backends(session.registry, backend)
     made = origin.clone(new, lxcpath=newpath, backend=backend, snapshot=snapshot, keepname=keepname,
                         keepmac=keepmac, options=options)
     if not quiet:

@@ -83,7 +83,6 @@ def command(
     options = opts.create_options(None, size, {})
     origin = session.container(name)
     session.container(newname, newpath)
-    opts.check_backends(session.registry, backend)
     origin.clone(newname, lxcpath=newpath, backend=backend, snapshot=snapshot, keepname=keepname,
                  keepmac=keepmac, options=options)
 

@@ -73,7 +73,6 @@ def command(
 
         raise InvalidInput("template arguments were given but the template is 'none'")
     container = session.container(name)
-    opts.check_backends(session.registry, backend)
     if chosen is not None:
         session.registry.template(chosen)
     container.create(chosen, backend, args=template_args, options=options, config=config)

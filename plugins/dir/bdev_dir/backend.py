@@ -9,6 +9,7 @@ from pathlib import Path
 from bdev import Backend, Capabilities, CreateOptions, Placement, Rootfs, Usage
 from bdev.command import run
 from bdev.errors import AlreadyExists, InvalidInput
+from bdev.naming import validate_path
 from bdev.fsops import remove_tree, rename_exchange, tree_usage
 from bdev.requirements import Tool
 
@@ -34,9 +35,10 @@ class DirBackend(Backend):
         return os.path.isdir(source)
 
     def parse(self, source: str) -> Rootfs:
-        """Accept an absolute directory path."""
+        """Accept an absolute directory path without control characters."""
         if not source.startswith("/"):
             raise InvalidInput(f"dir rootfs {source!r} is not an absolute path", backend=self.name)
+        validate_path(source, "dir rootfs")
         return Rootfs(self.name, os.path.normpath(source))
 
     def default_source(self, placement: Placement, options: CreateOptions) -> str:
