@@ -226,7 +226,13 @@ class Container:
 
     # ---------------------------------------------------------------- snapshots
 
-    def snapshot(self, comment: str | None = None, *, comment_file: str | os.PathLike[str] | None = None) -> str:
+    def snapshot(
+        self,
+        comment: str | None = None,
+        *,
+        comment_file: str | os.PathLike[str] | None = None,
+        progress: object | None = None,
+    ) -> str:
         """Snapshot the container into ``snaps/snapN`` (first free N) and return ``snapN``.
 
         A native copy-on-write snapshot where the backend has one, else a full (reflinked where
@@ -234,7 +240,7 @@ class Container:
         """
         from .engine import snapshot
 
-        return snapshot.snapshot(self._ctx, self._ref, comment=comment, comment_file=comment_file)
+        return snapshot.snapshot(self._ctx, self._ref, comment=comment, comment_file=comment_file, progress=progress)
 
     def snapshot_list(self) -> list[SnapshotInfo]:
         """The container's snapshots in ``snapN`` order."""
@@ -242,12 +248,12 @@ class Container:
 
         return snapshot.snapshot_list(self._ctx, self._ref)
 
-    def snapshot_restore(self, snapname: str, newname: str | None = None) -> "Container":
+    def snapshot_restore(self, snapname: str, newname: str | None = None, *, progress: object | None = None) -> "Container":
         """Restore ``snapname``: in place (``newname`` None or this container's name), atomically,
         or into a new container ``newname``.  Returns the restored container."""
         from .engine import restore
 
-        ref = restore.snapshot_restore(self._ctx, self._ref, snapname, newname)
+        ref = restore.snapshot_restore(self._ctx, self._ref, snapname, newname, progress=progress)
         return Container(ref.name, ref.lxcpath, registry=self._ctx.registry, notify=self._ctx.notify)
 
     def snapshot_destroy(self, snapname: str) -> None:

@@ -13,6 +13,7 @@ import click
 
 if TYPE_CHECKING:
     from ..api import Container
+    from ..copying.progress import Progress
     from ..registry import Registry
 
 
@@ -54,6 +55,13 @@ class Session:
         """Print an operation message on standard error unless quiet."""
         if not self.quiet:
             click.echo(message, err=True)
+
+    def progress(self, description: str) -> "Progress":
+        """A progress bar for a copy, drawn on standard error when it is a terminal and the
+        command is not quiet; otherwise one that draws nothing."""
+        from ..copying.progress import NullProgress, terminal_progress
+
+        return NullProgress() if self.quiet else terminal_progress(description)
 
     def container(self, name: str, lxcpath: str | os.PathLike[str] | None = None) -> "Container":
         """The API's :class:`~bdev.api.Container` ``name`` in ``lxcpath`` (default: ``-P``).

@@ -23,11 +23,13 @@ from .plan import execute, plan_clone, target_rootfs
 from .snapshot import find_snapshot
 
 
-def snapshot_restore(ctx: Context, ref: ContainerRef, snapname: str, newname: str | None) -> ContainerRef:
+def snapshot_restore(
+    ctx: Context, ref: ContainerRef, snapname: str, newname: str | None, *, progress: object | None = None
+) -> ContainerRef:
     """Restore ``snapname`` of ``ref`` in place (``newname`` None or ``ref.name``) or to
     ``newname`` in the same lxcpath; returns the restored container's ref."""
     if newname is None or newname == ref.name:
-        _restore_in_place(ctx, ref, snapname)
+        _restore_in_place(ctx, ref, snapname, progress)
         return ref
     target = ctx.ref(newname, ref.lxcpath)
     with ctx.locked(ref, target):
@@ -37,13 +39,13 @@ def snapshot_restore(ctx: Context, ref: ContainerRef, snapname: str, newname: st
             raise AlreadyExists(f"container already exists in {target.lxcpath}", container=target.name)
         outcome = clone_locked(
             ctx, snap, target, op="restore", backend=None, snapshot=True, maybe_snapshot=True,
-            keepname=False, keepmac=True, options=CreateOptions(), keep_backend=True,
+            keepname=False, keepmac=True, options=CreateOptions(), keep_backend=True, progress=progress,
         )
     ctx.notify(f"restored {snapname} of {ref.name} as {target.name}: {outcome.describe()}")
     return target
 
 
-def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str) -> None:
+def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: object | None) -> None:
     with ctx.locked(ref):
         ctx.store.require(ref)
         snap = find_snapshot(ctx, ref, snapname)
@@ -79,7 +81,7 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str) -> None:
             config=new_config.render(),
         )
         try:
-            outcome = execute(plan, snap_rootfs, snap_backend, staged_place, options)
+            outcome = execute(plan, snap_rootfs, snap_backend, staged_place, options, progress)
         except BaseException:
             rollback_or_finish_restore(ctx, ref, journal)
             raise

@@ -23,6 +23,7 @@ def snapshot(
     *,
     comment: str | None = None,
     comment_file: str | os.PathLike[str] | None = None,
+    progress: object | None = None,
 ) -> str:
     """Snapshot ``ref`` into its first free ``snapN`` and return that name.
 
@@ -54,6 +55,7 @@ def snapshot(
         outcome = clone_locked(
             ctx, ref, target, op="snapshot", backend=None, snapshot=True, maybe_snapshot=True,
             keepname=True, keepmac=True, options=CreateOptions(), keep_backend=True, extra_files=files,
+            progress=progress,
         )
     ctx.notify(f"snapshot {name} of {ref.name}: {outcome.describe()}")
     return name

@@ -50,4 +50,5 @@ def clone(
         keepname=keepname,
         keepmac=keepmac,
         options=options,
+        progress=session.progress(f"cloning {orig} to {new}"),
     )

@@ -62,4 +62,5 @@ def create(
     container = session.container(name)
     if template:
         session.registry.template(template)
-    container.create(template, backend, args=template_args, options=options, source=source, config=config)
+    container.create(template, backend, args=template_args, options=options, source=source, config=config,
+                     progress=session.progress(f"creating {name}"))

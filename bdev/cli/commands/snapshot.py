@@ -33,7 +33,7 @@ def create(name: str, comment: str | None, comment_file: str | None) -> None:
 
         existing_file(comment_file, "comment file")
     container = session.container(name)
-    snapname = container.snapshot(comment, comment_file=comment_file)
+    snapname = container.snapshot(comment, comment_file=comment_file, progress=session.progress(f"snapshotting {name}"))
     click.echo(snapname)
 
 
@@ -95,7 +95,7 @@ def restore(name: str, snap: str, newname: str | None) -> None:
     container = session.container(name)
     if newname is not None:
         session.container(newname)  # validate before anything happens
-    container.snapshot_restore(snap, newname)
+    container.snapshot_restore(snap, newname, progress=session.progress(f"restoring {snap}"))
 
 
 @snapshot.command("destroy")

@@ -78,7 +78,7 @@ def command(
     origin = session.container(orig)
     session.container(new, newpath)  # validate the new name before anything happens
     made = origin.clone(new, lxcpath=newpath, backend=backend, snapshot=snapshot, keepname=keepname,
-                        keepmac=keepmac, options=options)
+                        keepmac=keepmac, options=options, progress=session.progress(f"cloning {orig} to {new}"))
     if not quiet:
         how = "copy" if made.outcome is None or made.outcome.method == "copy" else "snapshot"
         click.echo(f"Created container {new} as {how} of {orig}")

@@ -84,7 +84,7 @@ def command(
     origin = session.container(name)
     session.container(newname, newpath)
     origin.clone(newname, lxcpath=newpath, backend=backend, snapshot=snapshot, keepname=keepname,
-                 keepmac=keepmac, options=options)
+                 keepmac=keepmac, options=options, progress=session.progress(f"copying {name} to {newname}"))
 
 
 def main() -> NoReturn:

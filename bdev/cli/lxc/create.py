@@ -75,7 +75,8 @@ def command(
     container = session.container(name)
     if chosen is not None:
         session.registry.template(chosen)
-    container.create(chosen, backend, args=template_args, options=options, config=config)
+    container.create(chosen, backend, args=template_args, options=options, config=config,
+                     progress=session.progress(f"creating {container.name}"))
 
 
 def main() -> NoReturn:

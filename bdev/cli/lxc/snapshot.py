@@ -106,7 +106,7 @@ def command(
         target = newname if newname is not None else (newname_arg[0] if newname_arg else None)
         if target is not None:
             session.container(target)  # validate before anything happens
-        container.snapshot_restore(restore, target)
+        container.snapshot_restore(restore, target, progress=session.progress(f"restoring {restore}"))
     elif destroy is not None:
         if destroy == "ALL":
             container.snapshot_destroy_all()
@@ -117,7 +117,7 @@ def command(
     else:
         if comment is not None:
             existing_file(comment, "comment file")
-        container.snapshot(comment_file=comment)
+        container.snapshot(comment_file=comment, progress=session.progress(f"snapshotting {container.name}"))
 
 
 def main() -> NoReturn:
