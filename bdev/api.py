@@ -16,16 +16,34 @@ saying what went wrong instead of returning False.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
+from .errors import from_os_error
 from .records import CloneOutcome, CreateOptions, Rootfs, Usage
 from .registry import Registry
 
 Notify = Callable[[str], None]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _explained(method: F) -> F:
+    """Turn an ``OSError`` escaping an operation (permission denied on an lxcpath, a full disk
+    inside a template) into a one-sentence :class:`~bdev.errors.BdevError` naming the container."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Container", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise from_os_error(exc, container=self.name) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -121,6 +139,7 @@ class Container:
         return "RUNNING" if self.running else "STOPPED"
 
     @property
+    @_explained
     def rootfs(self) -> Rootfs:
         """The container's rootfs as its config names it.
 
@@ -128,20 +147,24 @@ class Container:
         """
         return self._ctx.store.rootfs_of(self._ref)
 
+    @_explained
     def get_config_item(self, key: str) -> list[str]:
         """Every value of ``key`` in the container's config, in order."""
         return self._ctx.store.load_config(self._ref).get_all(key)
 
+    @_explained
     def usage(self) -> Usage:
         """Space used by the rootfs."""
         from .engine import inspect
 
         return inspect.usage(self._ctx, self._ref)
 
+    @_explained
     def dependents(self) -> list["Container"]:
         """Containers whose rootfs depends on this one (``lxc_snapshots``)."""
         return [Container(n, p, registry=self._ctx.registry) for p, n in self._ctx.store.dependents(self._ref)]
 
+    @_explained
     def origin(self) -> "Container | None":
         """The container this one depends on (``lxc_rdepends``), if any."""
         found = self._ctx.store.origin(self._ref)
@@ -149,6 +172,7 @@ class Container:
 
     # ---------------------------------------------------------------- lifecycle
 
+    @_explained
     def create(
         self,
         template: str | None = None,
@@ -175,6 +199,7 @@ class Container:
             options=options or CreateOptions(), source=source, config=list(config), progress=progress,
         )
 
+    @_explained
     def clone(
         self,
         newname: str,
@@ -212,6 +237,7 @@ class Container:
         made.outcome = outcome
         return made
 
+    @_explained
     def destroy(self, *, with_snapshots: bool = False) -> None:
         """Destroy the container.
 
@@ -226,6 +252,7 @@ class Container:
 
     # ---------------------------------------------------------------- snapshots
 
+    @_explained
     def snapshot(
         self,
         comment: str | None = None,
@@ -242,12 +269,14 @@ class Container:
 
         return snapshot.snapshot(self._ctx, self._ref, comment=comment, comment_file=comment_file, progress=progress)
 
+    @_explained
     def snapshot_list(self) -> list[SnapshotInfo]:
         """The container's snapshots in ``snapN`` order."""
         from .engine import snapshot
 
         return snapshot.snapshot_list(self._ctx, self._ref)
 
+    @_explained
     def snapshot_restore(self, snapname: str, newname: str | None = None, *, progress: object | None = None) -> "Container":
         """Restore ``snapname``: in place (``newname`` None or this container's name), atomically,
         or into a new container ``newname``.  Returns the restored container."""
@@ -256,12 +285,14 @@ class Container:
         ref = restore.snapshot_restore(self._ctx, self._ref, snapname, newname, progress=progress)
         return Container(ref.name, ref.lxcpath, registry=self._ctx.registry, notify=self._ctx.notify)
 
+    @_explained
     def snapshot_destroy(self, snapname: str) -> None:
         """Destroy one snapshot (refused while a clone depends on it)."""
         from .engine import snapshot
 
         snapshot.snapshot_destroy(self._ctx, self._ref, snapname)
 
+    @_explained
     def snapshot_destroy_all(self) -> None:
         """Destroy every snapshot of the container."""
         from .engine import snapshot
@@ -278,7 +309,11 @@ def list_containers(lxcpath: str | os.PathLike[str] | None = None, *, registry: 
 
     ctx = Context.create(lxcpath, registry=registry)
     ctx.repair_all(ctx.lxcpath)
-    return [Container(ref.name, ref.lxcpath, registry=ctx.registry) for ref in ctx.store.list_refs(ctx.lxcpath)]
+    try:
+        refs = ctx.store.list_refs(ctx.lxcpath)
+    except OSError as exc:
+        raise from_os_error(exc) from exc
+    return [Container(ref.name, ref.lxcpath, registry=ctx.registry) for ref in refs]
 
 
 __all__ = ["Container", "SnapshotInfo", "list_containers", "CloneOutcome"]

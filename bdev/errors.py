@@ -7,6 +7,8 @@ prints exactly that and exits non-zero; tracebacks are reserved for bugs.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 
 
@@ -101,3 +103,29 @@ class CommandError(BdevError):
 
 class PluginError(BdevError):
     """A plugin failed to load or registered something inconsistent."""
+
+
+_OS_CAUSES = {
+    errno.ENOSPC: "the target disk is full (no space left on device)",
+    errno.EDQUOT: "the disk quota on the target is exceeded",
+    errno.EROFS: "the target filesystem is read-only",
+    errno.ELOOP: "it was replaced by a symbolic link while being used",
+    errno.EMFILE: "too many open files (the tree is nested too deeply for the open-file limit)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def explain(exc: OSError) -> str:
+    """A short cause for ``exc``: a plain phrase for the errors users can act on (disk full,
+    quota, read-only, permissions), otherwise the system's message."""
+    if exc.errno in _OS_CAUSES:
+        return _OS_CAUSES[exc.errno]
+    return exc.strerror or str(exc)
+
+
+def from_os_error(exc: OSError, *, container: str | None = None, backend: str | None = None) -> BdevError:
+    """The :class:`BdevError` for an ``OSError`` that escaped an operation: the cause and the
+    path it concerned, e.g. ``container 'web1': permission denied: /var/lib/lxc/web1.``"""
+    where = f": {os.fsdecode(exc.filename)}" if exc.filename is not None else ""
+    return BdevError(f"{explain(exc)}{where}", container=container, backend=backend)

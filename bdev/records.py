@@ -37,12 +37,15 @@ class Placement:
     placement (``stage='restore'``) is a sibling used to build something aside before an
     atomic swap: same directory, hidden names.  Backends derive every name from this record
     (``rootfs_dir``, ``path('rootdev')``, ``storage_name``) so the core can stage any backend.
+    ``near`` is the source of the live rootfs a staged one will be swapped with: a backend puts
+    staged storage beside it (same directory, filesystem or pool), so the swap can be atomic.
     """
 
     lxcpath: Path
     name: str
     owner: str | None = None
     stage: str | None = None
+    near: str | None = None
 
     @property
     def directory(self) -> Path:
@@ -70,9 +73,10 @@ class Placement:
         base = f"{self.owner}.{self.name}" if self.owner else self.name
         return base if self.stage is None else f"{base}.bdev-{self.stage}"
 
-    def staged(self, stage: str) -> "Placement":
-        """The hidden sibling of this placement used while building ``stage``."""
-        return replace(self, stage=stage)
+    def staged(self, stage: str, near: str | None = None) -> "Placement":
+        """The hidden sibling of this placement used while building ``stage``, beside the live
+        rootfs ``near`` if given."""
+        return replace(self, stage=stage, near=near)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,27 @@ def test_messages_name_container_backend_and_cause(populated: Path) -> None:
     )
     unknown = stderr("lxc-create", *P(populated), "-n", "c9", "-t", "busybox", "-B", "bogus")
     assert "'c9'" in unknown and "unknown backend 'bogus'" in unknown and "dir" in unknown
+
+
+@pytest.mark.parametrize("command", [["lxc-ls"], ["bdev", "ls"], ["bdev", "create", "c1", "-t", "busybox"]])
+def test_an_lxcpath_we_may_not_read_is_explained(tmp_path: Path, command: list[str]) -> None:
+    """Permission problems are one sentence naming the path, never an internal error."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    lxcpath = locked / "lxc"
+    lxcpath.mkdir()
+    argv = [str(BIN / command[0]), "-P", str(lxcpath), *command[1:]]
+    if os.geteuid() == 0:  # root reads everything: ask as an ordinary user
+        home = Path(tempfile.mkdtemp(prefix="bdev-user-"))
+        os.chown(home, 65534, 65534)
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                "env", "-u", "BDEV_LXC_CONF", f"HOME={home}", *argv]
+    else:
+        os.chmod(locked, 0)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    finally:
+        os.chmod(locked, 0o700)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert result.stderr.strip().lower().endswith(f"permission denied: {lxcpath}."), result.stderr

@@ -161,3 +161,25 @@ def test_destroy_refuses_a_running_container(base: Container, monkeypatch: pytes
     with pytest.raises(Busy, match="is running"):
         base.destroy()
     assert base.defined
+
+
+@pytest.mark.root
+def test_restore_in_place_of_a_rootfs_on_another_filesystem(lxcpath: Path, tmp_path: Path) -> None:
+    """``--dir`` puts the rootfs elsewhere; the restore stages beside it, so the atomic
+    exchange stays within that filesystem."""
+    problem = loop_filesystem_problem("xfs")
+    if problem:
+        pytest.skip(f"cannot make a second filesystem: {problem}")
+    from bdev.records import CreateOptions
+
+    with loop_filesystem("xfs", tmp_path, size="512M") as mnt:
+        c = Container("far", lxcpath)
+        c.create("busybox", "dir", options=CreateOptions(extra={"dir": str(mnt / "far-rootfs")}))
+        assert c.rootfs.source == str(mnt / "far-rootfs")
+        c.snapshot()
+        (mnt / "far-rootfs/etc/motd").write_text("changed\n")
+        c.snapshot_restore("snap0")
+        assert not (mnt / "far-rootfs/etc/motd").exists()
+        assert sorted(p.name for p in mnt.iterdir()) == ["far-rootfs"]
+        c.destroy(with_snapshots=True)
+        assert list(mnt.iterdir()) == []

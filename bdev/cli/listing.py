@@ -4,6 +4,7 @@ config through the API the way LXC 5 reads it (``lxc.start.auto``, ``lxc.group``
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,12 @@ def containers(session: "Session", lxcpath: str | None = None) -> list["Containe
     from ..api import list_containers
 
     path = session.lxcpath(lxcpath)
-    if not path.is_dir():
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
         return []
+    except OSError as exc:  # unreadable: say so rather than list nothing
+        from ..errors import from_os_error
+
+        raise from_os_error(exc) from exc
     return list_containers(path, registry=session.registry)

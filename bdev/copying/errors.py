@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-
-from ..errors import BdevError
-
-_CAUSES = {
-    errno.ENOSPC: "the target disk is full (no space left on device)",
-    errno.EDQUOT: "the disk quota on the target is exceeded",
-    errno.EROFS: "the target filesystem is read-only",
-    errno.ELOOP: "it was replaced by a symbolic link while being copied",
-    errno.EMFILE: "too many open files (the tree is nested too deeply for the open-file limit)",
-}
+from ..errors import BdevError, explain
 
 
 class CopyError(BdevError):
@@ -30,14 +20,6 @@ class CopyError(BdevError):
         super().__init__(cause, **kw)
         self.relpath = relpath
         self.errno = errno
-
-
-def explain(exc: OSError) -> str:
-    """A short cause for ``exc``: a plain sentence for the errors users can act on
-    (disk full, quota, read-only target), otherwise the system's message."""
-    if exc.errno in _CAUSES:
-        return _CAUSES[exc.errno]
-    return exc.strerror or str(exc)
 
 
 def copy_error(relpath: str, exc: OSError) -> CopyError:

@@ -107,7 +107,7 @@ class Context:
         """:meth:`repair` every container directory of ``lxcpath`` that needs it."""
         try:
             names = os.listdir(lxcpath)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # missing or unreadable: listing says so, repairing has nothing to do
             return
         for name in names:
             if not name.startswith("."):

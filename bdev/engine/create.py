@@ -88,7 +88,7 @@ def _create(
 def _default_config(ctx: Context) -> LxcConfig:
     """LXC's ``lxc.default_config`` file, the base of every new container's config."""
     path = ctx.settings.get("lxc.default_config")
-    if path and Path(path).is_file():
+    if path and os.path.isfile(path):
         return LxcConfig.load(Path(path))
     return LxcConfig.parse("")
 

@@ -35,7 +35,7 @@ def recover(ctx: "Context", ref: ContainerRef) -> None:
         directory = snapshots_dir(ref)
         try:
             names = os.listdir(directory)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:
             return
         for name in names:
             _recover_one(ctx, ContainerRef(directory, name, owner=ref.name))
@@ -48,7 +48,7 @@ def needs_recovery(ref: ContainerRef) -> bool:
         directory = snapshots_dir(ref)
         try:
             dirs += [directory / n for n in os.listdir(directory)]
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # none, or unreadable: the operation itself will say so
             pass
     return any(os.path.lexists(d / PARTIAL) or os.path.lexists(d / JOURNAL) for d in dirs)
 

@@ -10,15 +10,19 @@ container is whole.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..backend import Backend
-from ..errors import AlreadyExists, BdevError, HasDependents, NotSupported
+from ..errors import AlreadyExists, BdevError, Busy, HasDependents, NotSupported
 from ..records import CreateOptions, Rootfs
+from ..store.config import LxcConfig
 from ..store.journal import Journal
 from ..store.layout import JOURNAL, ContainerRef
+from ..store.running import is_running
 from . import faults
 from .clone import clone_locked
 from .context import Context
-from .identity import clone_config
+from .identity import clone_config, copy_container_files
 from .plan import execute, plan_clone, target_rootfs
 from .snapshot import find_snapshot
 
@@ -56,6 +60,8 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
                 f"clones use its rootfs ({names}); restoring would change it under them, restore to a new name instead",
                 container=ref.name,
             )
+        if is_running(ref):
+            raise Busy("is running; stop it before restoring a snapshot in place", container=ref.name)
         live_config = ctx.store.load_config(ref)
         live = ctx.store.rootfs_of(ref, live_config)
         backend = ctx.registry.backend_for(live)
@@ -64,7 +70,7 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
         snap_config = ctx.store.load_config(snap)
         snap_rootfs = ctx.store.rootfs_of(snap, snap_config)
         snap_backend = ctx.registry.backend_for(snap_rootfs)
-        staged_place = ref.placement.staged("restore")
+        staged_place = ref.placement.staged("restore", near=live.source)
         options = CreateOptions()
         try:
             plan = plan_clone(
@@ -76,7 +82,7 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
         staged = target_rootfs(plan, staged_place, options)
         new_config = clone_config(snap_config, snap, ref, live, keepname=True, keepmac=True)
         journal = Journal.begin(
-            ref.file(JOURNAL), "restore", snapshot=snapname, backend=backend.name,
+            ref.file(JOURNAL), "restore", snapshot=snapname, snapshot_dir=str(snap.directory), backend=backend.name,
             live=live.source, staged=staged.source, live_identity=backend.identity(live),
             config=new_config.render(),
         )
@@ -86,8 +92,16 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
             rollback_or_finish_restore(ctx, ref, journal)
             raise
         faults.checkpoint("restore:after-stage")
-        backend.swap(live, outcome.rootfs)
+        try:
+            backend.swap(live, outcome.rootfs)
+        except OSError as exc:
+            rollback_or_finish_restore(ctx, ref, journal)
+            raise BdevError(
+                f"cannot swap the restored rootfs into place ({exc.strerror}); the container is unchanged",
+                container=ref.name, backend=backend.name,
+            ) from None
         faults.checkpoint("restore:after-swap")
+        copy_container_files(new_config, snap, ref)
         new_config.save(ref.config_path)
         faults.checkpoint("restore:after-config")
         backend.destroy(outcome.rootfs)
@@ -113,9 +127,10 @@ def rollback_or_finish_restore(ctx: Context, ref: ContainerRef, journal: Journal
         )
     swapped = backend.identity(live) != journal.get("live_identity")
     if swapped:
-        from ..store.config import LxcConfig
-
-        LxcConfig.parse(journal.get("config")).save(ref.config_path)
+        config = LxcConfig.parse(journal.get("config"))
+        snapshot_dir = Path(journal.get("snapshot_dir"))
+        copy_container_files(config, ContainerRef(snapshot_dir.parent, snapshot_dir.name, owner=ref.name), ref)
+        config.save(ref.config_path)
     if backend.exists(staged):
         backend.destroy(staged)
     journal.finish()

@@ -62,7 +62,7 @@ class ContainerStore:
         """Containers of ``lxcpath``: directories holding a config and no ``partial``, sorted."""
         try:
             entries = sorted(os.listdir(lxcpath))
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             return []
         refs = [ContainerRef(lxcpath, n) for n in entries if not n.startswith(".")]
         return [r for r in refs if self.is_defined(r)]

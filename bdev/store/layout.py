@@ -8,6 +8,7 @@ as current LXC still honours.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,7 @@ def snapshots_dir(ref: ContainerRef) -> Path:
     """The directory holding ``ref``'s snapshots: LXC 1.0's ``<lxcpath>snaps/<name>`` whenever
     ``<lxcpath>snaps`` exists (for every container of that lxcpath, as LXC 5's
     ``get_snappath_dir`` decides), else ``<lxcpath>/<name>/snaps``."""
-    if legacy_snapshots_root(ref.lxcpath).is_dir():
+    if os.path.isdir(legacy_snapshots_root(ref.lxcpath)):
         return legacy_snapshots_dir(ref)
     return ref.directory / SNAPSHOTS
 

@@ -42,12 +42,16 @@ class DirBackend(Backend):
         return Rootfs(self.name, os.path.normpath(source))
 
     def default_source(self, placement: Placement, options: CreateOptions) -> str:
-        """``--dir`` if given (and not staged), else ``<lxcpath>/<name>/rootfs``."""
+        """``--dir`` if given, else ``<lxcpath>/<name>/rootfs``; a staged rootfs goes beside the
+        live one it will be swapped with (``<live>.bdev-<stage>``), on the same filesystem."""
         custom = options.extra.get("dir")
-        if custom and placement.stage is None:
-            return os.path.normpath(os.path.abspath(custom))
+        if placement.stage is not None:
+            anchor = placement.near or custom
+            if anchor:
+                return os.path.normpath(os.path.abspath(anchor)) + f".bdev-{placement.stage}"
+            return str(placement.rootfs_dir)
         if custom:
-            return os.path.normpath(os.path.abspath(custom)) + f".bdev-{placement.stage}"
+            return os.path.normpath(os.path.abspath(custom))
         return str(placement.rootfs_dir)
 
     def create(self, placement: Placement, options: CreateOptions) -> Rootfs:
