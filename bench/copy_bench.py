@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -386,17 +387,29 @@ def cleanup(workdir: Path) -> None:
             shutil.rmtree(locks, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def terminate_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit so the clean-up runs as it does on Ctrl-C."""
-    def handler(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+INTERRUPTED: list[int] = []  # the signals received, so a child killed by the same Ctrl-C is not called a failure
 
-    previous = signal.signal(signal.SIGTERM, handler)
+
+def on_interrupt(signum: int, frame: object) -> None:
+    INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
+
+
+def on_terminate(signum: int, frame: object) -> None:
+    INTERRUPTED.append(signum)
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def signals_handled() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt and SIGTERM SystemExit, both noted in INTERRUPTED, so the
+    clean-up runs either way."""
+    previous = signal.signal(signal.SIGINT, on_interrupt), signal.signal(signal.SIGTERM, on_terminate)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
 
 
 def image_size(info: payload_mod.PayloadInfo) -> int:
@@ -452,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     workdir = Path(tempfile.mkdtemp(prefix="bdev-bench-", dir=args.tmpdir))
     try:
-        with terminate_as_exit():
+        with signals_handled():
             log(f"generating the payload (scale {args.scale}, seed {args.seed}) in {workdir}")
             info = payload_mod.generate(workdir / "payload", scale=args.scale, seed=args.seed)
             report["payload"] = info.as_dict()
@@ -479,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                     stack.callback(signal.signal, signal.SIGINT, signal.SIG_IGN)
                     bench, extra = bench_filesystem(fstype, mnt, workdir / "payload", bdev_cli, lxc,
                                                     args.runs, cache, log)
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGINT, on_interrupt)
                 print(format_table(fstype, bench))
                 if extra.get("lxc_copy_rootfs"):
                     print(f"lxc-copy made rootfs {extra['lxc_copy_rootfs'].split(':', 1)[0]}:…")
@@ -500,6 +513,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if INTERRUPTED:  # a child died of the same Ctrl-C before Python noticed it
+            print(f"\ninterrupted ({exc.__class__.__name__} from the interrupted command); cleaning up", file=sys.stderr)
+            return 130
+        if os.environ.get("BDEV_DEBUG"):
+            traceback.print_exc()
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
     finally:
         cleanup(workdir)
     return 0

@@ -3,8 +3,11 @@ directory or tarball, and an LXC config."""
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ..errors import AlreadyExists, BdevError
 from ..records import CreateOptions
@@ -16,22 +19,24 @@ from .context import Context
 from .newdir import new_container
 from .plan import choose_backend
 
-
-def create(ctx: Context, ref: ContainerRef, **kwargs) -> None:
-    """Create ``ref``; on any failure nothing is left behind (see :func:`new_container`).
-
-    ``source`` (a directory or tarball) is handed to the ``local`` template.  The config is
-    LXC's default config (``lxc.default_config``), then ``config`` (``lxc-create -f``), then
-    the template's lines, then ``lxc.rootfs.path`` and ``lxc.uts.name``.  Every error names
-    the container.
-    """
-    try:
-        _create(ctx, ref, **kwargs)
-    except BdevError as exc:
-        raise exc.about(container=ref.name)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _create(
+def _naming_the_container(function: F) -> F:
+    """Make every :class:`BdevError` raised by ``function(ctx, ref, ...)`` name ``ref``."""
+
+    @functools.wraps(function)
+    def wrapper(ctx: Context, ref: ContainerRef, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(ctx, ref, *args, **kwargs)
+        except BdevError as exc:
+            raise exc.about(container=ref.label)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_naming_the_container
+def create(
     ctx: Context,
     ref: ContainerRef,
     *,
@@ -43,6 +48,12 @@ def _create(
     config: list[tuple[str, str]],
     progress: object | None = None,
 ) -> None:
+    """Create ``ref``; on any failure nothing is left behind (see :func:`new_container`).
+
+    ``source`` (a directory or tarball) is handed to the ``local`` template.  The config is
+    LXC's default config (``lxc.default_config``), then ``config`` (``lxc-create -f``), then
+    the template's lines, then ``lxc.rootfs.path`` and ``lxc.uts.name``.
+    """
     spec = backend if isinstance(backend, str) else ",".join(backend)
     if template and source is not None:
         raise BdevError("give a template or a source, not both", container=ref.name)

@@ -88,8 +88,10 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
         )
         try:
             outcome = execute(plan, snap_rootfs, snap_backend, staged_place, options, progress)
-        except BaseException:
+        except BaseException as exc:
             rollback_or_finish_restore(ctx, ref, journal)
+            if isinstance(exc, BdevError):
+                raise exc.about(container=ref.name, backend=backend.name)
             raise
         faults.checkpoint("restore:after-stage")
         try:

@@ -45,8 +45,7 @@ def snapshot(
             raise NotSupported("its backend cannot be snapshotted (LXC's can_backup is off)", container=ref.name, backend=backend.name)
         if is_running(ref):
             raise Busy("is running; stop it before snapshotting", container=ref.name)
-        directory = snapshots_dir(ref)
-        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        directory = snapshots_dir(ref)  # made (0755) by new_container, and removed if this fails
         name = _first_free(directory)
         target = ContainerRef(directory, name, owner=ref.name)
         files = {TIMESTAMP: time.strftime("%Y:%m:%d %H:%M:%S")}
@@ -63,7 +62,10 @@ def snapshot(
 
 def _first_free(directory: Path) -> str:
     """``snapN`` with the smallest N not present (LXC's numbering)."""
-    taken = {snapshot_number(n) for n in os.listdir(directory)}
+    try:
+        taken = {snapshot_number(n) for n in os.listdir(directory)}
+    except FileNotFoundError:
+        taken = set()
     number = 0
     while number in taken:
         number += 1
