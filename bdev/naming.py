@@ -34,6 +34,17 @@ def _describe(char: str) -> str:
     return f"the control character {char!r}"
 
 
+def _check_text(text: str, label: str) -> int:
+    """Refuse control characters and text that is not valid UTF-8; returns the UTF-8 size."""
+    bad = _control_char(text)
+    if bad is not None:
+        raise InvalidInput(f"{label} {text!r} contains {_describe(bad)}")
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{label} {text!r} is not valid UTF-8") from None
+
+
 def validate_name(name: str, what: str = "container") -> str:
     """Return ``name`` if it can name a container (or whatever ``what`` says).
 
@@ -48,13 +59,7 @@ def validate_name(name: str, what: str = "container") -> str:
         raise InvalidInput(f"{what} name must be text, not {type(name).__name__}")
     if not name:
         raise InvalidInput(f"{what} name is empty")
-    bad = _control_char(name)
-    if bad is not None:
-        raise InvalidInput(f"{what} name {name!r} contains {_describe(bad)}")
-    try:
-        size = len(name.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{what} name {name!r} is not valid UTF-8") from None
+    size = _check_text(name, f"{what} name")
     if "/" in name:
         raise InvalidInput(f"{what} name {name!r} contains '/'")
     if name in (".", ".."):
@@ -97,13 +102,7 @@ def validate_path(path: str | os.PathLike[str], what: str = "path") -> Path:
         raise InvalidInput(f"{what} {text!r} must be text, not bytes")
     if not text:
         raise InvalidInput(f"{what} is empty")
-    bad = _control_char(text)
-    if bad is not None:
-        raise InvalidInput(f"{what} {text!r} contains {_describe(bad)}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{what} {text!r} is not valid UTF-8") from None
+    _check_text(text, what)
     if text.startswith("-"):
         raise InvalidInput(f"{what} {text!r} starts with '-' and would be taken for an option")
     return normalize_path(text)

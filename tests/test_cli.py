@@ -29,14 +29,6 @@ BAD_NAMES = ["a/b", "..", "-x", "a\nb", "a" * 256]
 
 
 @pytest.fixture
-def lxcpath(tmp_path: Path) -> Path:
-    """An empty scratch lxcpath."""
-    path = tmp_path / "lxc"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def source(tmp_path: Path) -> Path:
     """A tiny rootfs to create containers from (``--source``), no root needed."""
     root = tmp_path / "src"

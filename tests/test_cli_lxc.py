@@ -52,14 +52,6 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (real lxc-
 
 
 @pytest.fixture
-def lxcpath(tmp_path: Path) -> Path:
-    """An empty scratch lxcpath."""
-    path = tmp_path / "lxc"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], list[dict[str, Any]]]:
     """Replace a :class:`Container` method by one that records its calls."""
 
