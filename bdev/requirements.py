@@ -20,6 +20,7 @@ class Tool:
     name: str
     package: str | None = None
     optional: bool = False
+    kind = "tool"
 
     def problem(self) -> str | None:
         if which(self.name):
@@ -35,6 +36,7 @@ class PythonModule:
     name: str
     package: str | None = None
     optional: bool = False
+    kind = "python-module"
 
     def problem(self) -> str | None:
         try:
@@ -53,6 +55,7 @@ class KernelFilesystem:
 
     name: str
     optional: bool = False
+    kind = "kernel-filesystem"
 
     def problem(self) -> str | None:
         try:
@@ -65,6 +68,17 @@ class KernelFilesystem:
 
 
 Requirement = Tool | PythonModule | KernelFilesystem
+
+
+def describe(requirement: Requirement) -> dict[str, object]:
+    """A record of ``requirement`` for listings: kind, name, package, optional, met."""
+    return {
+        "kind": requirement.kind,
+        "name": requirement.name,
+        "package": getattr(requirement, "package", None),
+        "optional": requirement.optional,
+        "met": requirement.problem() is None,
+    }
 
 
 def unmet(requirements: tuple[Requirement, ...], *, include_optional: bool = False) -> list[str]:

@@ -243,14 +243,15 @@ def test_backends_text_and_json() -> None:
     result = CliRunner().invoke(cli, ["backends"])
     assert result.exit_code == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["NAME", "ALIASES", "USABLE", "PLUGIN", "IMPLEMENTATION", "CAPABILITIES"]
+    assert header.split() == ["NAME", "ALIASES", "USABLE", "PLUGIN", "IMPLEMENTATION", "CAPABILITIES", "NEEDS"]
     assert any(row.split()[0] == "dir" for row in rows if row.strip())
     document = json.loads(CliRunner().invoke(cli, ["backends", "--format", "json"]).stdout)
     assert set(document) == {"backends", "plugins", "problems"}
     record = next(b for b in document["backends"] if b["name"] == "dir")
     assert set(record) == {"name", "aliases", "description", "usable", "unavailable_reasons",
-                           "capabilities", "implementation", "plugin"}
+                           "capabilities", "implementation", "requires", "plugin"}
     assert record["plugin"] == "dir" and isinstance(record["usable"], bool)
+    assert {"kind": "tool", "name": "mount", "met": True}.items() <= record["requires"][0].items()
 
 
 def test_disabled_plugin_is_absent() -> None:

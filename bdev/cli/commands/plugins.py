@@ -37,6 +37,8 @@ def _call(label: str, function: Any, default: Any) -> tuple[Any, str | None]:
 
 def backend_record(entry: "BackendEntry") -> dict[str, Any]:
     """The JSON record of one backend (see ``bdev backends --help``)."""
+    from ...requirements import describe
+
     backend = entry.backend
     reasons, failure = _call("availability check", backend.unavailable_reasons, [])
     reasons = list(reasons) + ([failure] if failure else [])
@@ -51,8 +53,15 @@ def backend_record(entry: "BackendEntry") -> dict[str, Any]:
         "unavailable_reasons": reasons,
         "capabilities": backend.capabilities.flags(),
         "implementation": implementation or None,
+        "requires": [describe(r) for r in backend.requires],
         "plugin": entry.plugin,
     }
+
+
+def _needs(requirement: dict[str, Any]) -> str:
+    """``mkfs.btrfs``, ``btrfsutil?`` (optional), ``!zfs`` (missing)."""
+    text = str(requirement["name"]) + ("?" if requirement["optional"] else "")
+    return text if requirement["met"] else "!" + text
 
 
 @click.command("backends")
@@ -63,7 +72,8 @@ def backends(output_format: str) -> None:
 
     JSON: {"backends": [{"name", "aliases", "description", "usable" (bool),
     "unavailable_reasons" (list), "capabilities" (list of flags), "implementation" (or null),
-    "plugin"}], "plugins": [{"name", "distribution", "version", "status" (loaded, disabled,
+    "requires": [{"kind" (tool, python-module, kernel-filesystem), "name", "package" (or null),
+    "optional", "met"}], "plugin"}], "plugins": [{"name", "distribution", "version", "status" (loaded, disabled,
     failed)}], "problems": [{"plugin", "message"}]}.
     """
     registry = get_session().registry
@@ -86,10 +96,11 @@ def backends(output_format: str) -> None:
             r["plugin"],
             r["implementation"],
             ",".join(r["capabilities"]),
+            ",".join(_needs(q) for q in r["requires"]),
         )
         for r in records
     ]
-    click.echo(table(("NAME", "ALIASES", "USABLE", "PLUGIN", "IMPLEMENTATION", "CAPABILITIES"), rows))
+    click.echo(table(("NAME", "ALIASES", "USABLE", "PLUGIN", "IMPLEMENTATION", "CAPABILITIES", "NEEDS"), rows))
     unusable = [r for r in records if not r["usable"]]
     if unusable:
         click.echo("\nNot usable here:")
