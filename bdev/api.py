@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import from_os_error
-from .records import CloneOutcome, CreateOptions, Rootfs, Usage
+from .records import Change, CloneOutcome, CreateOptions, Rootfs, Usage
 from .registry import Registry
 
 Notify = Callable[[str], None]
@@ -160,6 +160,20 @@ class Container:
         return inspect.usage(self._ctx, self._ref)
 
     @_explained
+    @_explained
+    def resize(self, size: int) -> None:
+        """Grow the (stopped) container's rootfs to ``size`` bytes, where its backend can."""
+        from .engine import resize
+
+        resize.resize(self._ctx, self._ref, size)
+
+    @_explained
+    def diff(self) -> list[Change]:
+        """What changed in this container relative to its origin (overlay clones)."""
+        from .engine import inspect
+
+        return inspect.diff(self._ctx, self._ref)
+
     def dependents(self) -> list["Container"]:
         """Containers whose rootfs depends on this one (``lxc_snapshots``)."""
         return [Container(n, p, registry=self._ctx.registry) for p, n in self._ctx.store.dependents(self._ref)]

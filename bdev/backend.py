@@ -18,11 +18,14 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .errors import BdevError, NotSupported
-from .records import Capabilities, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
+from .records import Capabilities, Change, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
 from .requirements import Requirement, unmet
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 
 class Backend:
@@ -44,6 +47,10 @@ class Backend:
       None means ``best`` never picks it.
 
     :param settings: the global ``lxc.conf`` values (``lxc.bdev.zfs.root`` ...), read-only.
+
+    ``self.registry`` is the registry that loaded the backend (None when built by hand): a
+    backend that builds on others, such as overlay over any origin, looks them up there
+    (``self.registry.backend_for(rootfs)``) instead of importing them.
     """
 
     name: ClassVar[str] = ""
@@ -56,6 +63,7 @@ class Backend:
 
     def __init__(self, settings: Mapping[str, str] | None = None):
         self.settings: Mapping[str, str] = dict(settings or {})
+        self.registry: "Registry | None" = None
 
     # ------------------------------------------------------------------ availability
 
@@ -148,6 +156,16 @@ class Backend:
         """Space used by ``rootfs`` (and its limit, if any)."""
         return Usage(None, note=f"the {self.name} backend cannot measure usage")
 
+    def resize(self, rootfs: Rootfs, size: int) -> None:
+        """Grow (or, where the filesystem allows, shrink) ``rootfs`` to ``size`` bytes.  The
+        container is stopped; refuse a size that would lose data."""
+        raise self._unsupported("resizing")
+
+    def diff(self, rootfs: Rootfs) -> list[Change]:
+        """What changed in ``rootfs`` relative to its origin (layered backends such as overlay
+        read it from their upper layer), as :class:`~bdev.records.Change` records."""
+        raise self._unsupported("diffs against an origin")
+
     # ------------------------------------------------------------------ cloning
 
     def copy_from(
@@ -175,13 +193,27 @@ class Backend:
             raise
         return CloneOutcome(rootfs, "copy", stats=stats)
 
+    def layers_over(self, source_backend: "Backend") -> bool:
+        """Whether this backend can use ``source_backend``'s rootfs as a lower layer
+        (``capabilities.layers_over`` names it, or holds ``"*"`` for any backend)."""
+        layers = self.capabilities.layers_over
+        return source_backend.name != self.name and ("*" in layers or source_backend.name in layers)
+
     def snapshot_refusal(self, source: Rootfs, source_backend: "Backend", placement: Placement) -> str | None:
         """Why :meth:`snapshot` cannot clone ``source`` (of ``source_backend``) to ``placement``,
         or None if it can.  The default: this backend has no native snapshot."""
-        if not self.capabilities.native_snapshot and source_backend.name not in self.capabilities.layers_over:
-            return f"the {self.name} backend has no native snapshot"
-        if source_backend.name != self.name and source_backend.name not in self.capabilities.layers_over:
+        if source_backend.name == self.name:
+            return None if self.capabilities.native_snapshot else f"the {self.name} backend has no native snapshot"
+        if not self.layers_over(source_backend):
             return f"the {self.name} backend cannot snapshot a {source_backend.name} rootfs"
+        return None
+
+    def freeze(self, rootfs: Rootfs, placement: Placement) -> Rootfs | None:
+        """A read-only, point-in-time copy of ``rootfs`` stored at ``placement``, for another
+        backend to use as a lower layer that cannot change underneath it (btrfs: a read-only
+        snapshot; loop: a reflinked image mounted read-only).  None when this backend cannot
+        freeze (dir): the caller then layers over the live rootfs and records the dependency.
+        The caller destroys the frozen rootfs with :meth:`destroy` when done with it."""
         return None
 
     def snapshot(

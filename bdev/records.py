@@ -102,7 +102,7 @@ class Capabilities:
     :param snapshot_depends_on_origin: such a clone needs its origin to stay (overlay, thick LVM):
         the core records the dependency in ``lxc_snapshots``/``lxc_rdepends``.
     :param layers_over: backends whose rootfs this one can use as a read-only lower layer for a
-        snapshot clone (overlay over dir or btrfs).
+        snapshot clone (overlay over dir or btrfs); ``"*"`` means any backend.
     :param block_backed: the rootfs is a filesystem on a block device or image.
     :param needs_pool: the backend stores data in a pool or volume group that must exist.
     :param needs_mount: the files are reachable only through ``mount()`` (no ``data_path``).
@@ -205,3 +205,19 @@ class CloneOutcome:
                 self.method, self.method
             )
         return f"{how}, because {self.note}" if self.note else how
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between a rootfs and its origin (``bdev diff``).
+
+    :param path: the path inside the rootfs, starting with ``/``.
+    :param kind: ``added``, ``modified`` (content), ``metadata`` (owner, mode, xattrs only),
+        ``deleted``, ``renamed`` (``source`` says from where) or ``opaque`` (a directory
+        replaced whole).
+    :param source: the old path of a renamed entry.
+    """
+
+    path: str
+    kind: str
+    source: str | None = None

@@ -186,6 +186,7 @@ class Registry:
         except Exception as exc:  # a plugin's bug must not take the others down
             self.problems.append(PluginProblem(plugin, f"backend {cls.name} failed to initialise: {exc}"))
             return
+        instance.registry = self
         self._backends[cls.name.lower()] = BackendEntry(instance, plugin)
         for taken in names:
             self._aliases[taken] = cls.name.lower()

@@ -11,7 +11,7 @@ from typing import NoReturn
 import click
 
 from . import logsetup
-from .commands import clone, create, destroy, inspect, plugins, snapshot
+from .commands import clone, create, destroy, inspect, plugins, snapshot, storage
 from .errors import GuardedGroup, run
 from .session import Session
 
@@ -50,6 +50,8 @@ cli.add_command(inspect.ls)
 cli.add_command(inspect.info)
 cli.add_command(plugins.backends)
 cli.add_command(plugins.templates)
+cli.add_command(storage.resize)
+cli.add_command(storage.diff)
 
 
 def main() -> NoReturn:

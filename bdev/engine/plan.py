@@ -98,8 +98,7 @@ def plan_clone(
             layered = [
                 e.backend
                 for e in registry.backend_entries()
-                if source_backend.name in e.backend.capabilities.layers_over
-                and not _problems_at(e.backend, placement, options)
+                if e.backend.layers_over(source_backend) and not _problems_at(e.backend, placement, options)
             ]
             if layered:
                 target = layered[0]
