@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from .errors import BdevError, NotSupported
+from .mounts import temporary_mountpoint
 from .records import Capabilities, Change, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
 from .requirements import Requirement, unmet
 
@@ -139,13 +139,13 @@ class Backend:
     @contextlib.contextmanager
     def accessed(self, rootfs: Rootfs, *, readonly: bool = False) -> Iterator[Path]:
         """Context manager yielding a path to the files of ``rootfs``: its ``data_path`` if it
-        has one, otherwise a temporary mount that is undone on exit."""
+        has one, otherwise a temporary mount that is undone on exit (and reaped by the next
+        command if this process dies first: :mod:`bdev.mounts`)."""
         direct = self.data_path(rootfs)
         if direct is not None:
             yield direct
             return
-        with tempfile.TemporaryDirectory(prefix=f"bdev-{self.name}-") as tmp:
-            mountpoint = Path(tmp)
+        with temporary_mountpoint(self.name) as mountpoint:
             self.mount(rootfs, mountpoint, readonly=readonly)
             try:
                 yield mountpoint

@@ -158,3 +158,26 @@ def test_clone_killed_at_a_random_moment_of_a_long_copy(lxcpath: Path, tmp_path:
     assert [x.name for x in list_containers(lxcpath)] == ["big"]
     assert not (lxcpath / "copy").exists()
     assert describe_tree(c.directory / "rootfs") == before
+
+
+@pytest.mark.root
+def test_temporary_mounts_of_a_killed_process_are_reaped(base: Container, lxcpath: Path, tmp_path: Path) -> None:
+    """A process killed while it has a temporary mount leaves it behind; the next command that
+    takes a lock unmounts it and removes the mount point."""
+    from bdev.mounts import mounts_root
+    from bdev.testing.storage import mount_table
+
+    code = (
+        "import os, signal, subprocess\n"
+        "from bdev.mounts import temporary_mountpoint\n"
+        "with temporary_mountpoint('test') as mnt:\n"
+        "    subprocess.run(['mount', '-t', 'tmpfs', 'bdevtest', str(mnt)], check=True)\n"
+        "    print(mnt, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    leaked = Path(child.stdout.strip())
+    assert leaked.parent == mounts_root() and str(leaked) in mount_table()
+    base.snapshot()  # any command that takes a lock reaps
+    assert str(leaked) not in mount_table() and not leaked.exists()

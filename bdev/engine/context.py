@@ -79,8 +79,10 @@ class Context:
         :raises Busy: another process kept a lock for ``timeout`` seconds (default
             ``BDEV_LOCK_TIMEOUT``, 60).
         """
+        from ..mounts import reap_stale_mounts
         from .recovery import recover
 
+        reap_stale_mounts()
         unique = sorted({(str(r.lxcpath), r.name): r for r in refs}.values(), key=lambda r: (str(r.lxcpath), r.name))
         wait = {} if timeout is None else {"timeout": timeout}
         with contextlib.ExitStack() as stack:

@@ -1,0 +1,93 @@
+"""Temporary mount points that survive nothing but their process.
+
+:func:`temporary_mountpoint` makes a directory ``<run>/bdev/mnt/<pid>-<starttime>-<random>``
+(``<run>`` is ``/run`` for root, ``$XDG_RUNTIME_DIR`` or the temp directory otherwise).  If the
+process dies with something mounted there (a crash, ``kill -9``), the next bdev command's
+:func:`reap_stale_mounts` sees that the owner is gone, unmounts it (which frees an autoclear
+loop device too) and removes the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .command import run
+
+log = logging.getLogger("bdev.mounts")
+
+
+def mounts_root() -> Path:
+    """Where bdev's temporary mount points live."""
+    override = os.environ.get("BDEV_RUN_DIR")
+    if override:
+        base = Path(override)
+    elif os.geteuid() == 0:
+        base = Path("/run")
+    else:
+        base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+    return base / "bdev" / "mnt"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+@contextlib.contextmanager
+def temporary_mountpoint(label: str = "") -> Iterator[Path]:
+    """A fresh directory to mount on, removed on exit (the caller unmounts first)."""
+    root = mounts_root()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pid = os.getpid()
+    name = f"{pid}-{_start_time(pid)}-{secrets.token_hex(4)}" + (f"-{label}" if label else "")
+    path = root / name
+    path.mkdir(mode=0o700)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def _is_mounted(path: Path) -> bool:
+    target = os.fsencode(path)
+    try:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            return any(line.split()[4] == target for line in fh)
+    except OSError:
+        return False
+
+
+def reap_stale_mounts() -> list[Path]:
+    """Unmount and remove temporary mount points whose process is gone; returns them."""
+    root = mounts_root()
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return []
+    reaped = []
+    for path in entries:
+        pid, _, rest = path.name.partition("-")
+        started = rest.split("-", 1)[0]
+        if not pid.isdigit() or _start_time(int(pid)) == started:
+            continue  # malformed, or its process still runs
+        while _is_mounted(path):
+            result = run(["umount", str(path)], check=False)
+            if result.returncode != 0:
+                run(["umount", "-l", str(path)], check=False)
+                break
+        with contextlib.suppress(OSError):
+            path.rmdir()
+            reaped.append(path)
+            log.info("removed a temporary mount left by a dead process: %s", path)
+    return reaped
