@@ -1,7 +1,9 @@
 """The ``bdev`` command line: argument parsing, error policy, output formats, plugins.
 
-Most tests drive the click commands in-process (fast); a few run the installed
-``bdev`` program to prove the entry point and that no traceback reaches a user.
+Most tests drive the click commands in-process (fast) on real busybox containers of the dir
+backend and check what they left on disk; a few run the installed ``bdev`` program to prove the
+entry point and that no traceback reaches a user.  The only monkeypatching left injects faults
+(an unexpected exception, Ctrl-C) to test the error policy.
 Containers are only ever made in temporary lxcpaths given with ``-P``.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +22,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bdev.cli import logsetup
+from bdev.cli import options as opts
 from bdev.errors import InvalidInput
 from bdev.cli.main import cli
 from bdev.cli.output import table
@@ -54,7 +59,18 @@ def one_error_line(result: Result, prog: str = "bdev") -> str:
 
 
 def entries(path: Path) -> list[str]:
-    return sorted(os.listdir(path))
+    """The names in ``path``, sorted; ``[]`` when it does not exist."""
+    return sorted(os.listdir(path)) if path.exists() else []
+
+
+def config_values(directory: Path, key: str) -> list[str]:
+    """The values of ``key`` in container directory ``directory``'s ``config``, read as text."""
+    found = []
+    for line in (directory / "config").read_text().splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and not name.startswith("#") and name.strip() == key:
+            found.append(value.strip())
+    return found
 
 
 # ---------------------------------------------------------------------------- parsing and help
@@ -109,41 +125,95 @@ def test_snapshot_destroy_needs_exactly_one_target(lxcpath: Path, args: list[str
     assert "--all" in result.stderr
 
 
-def test_create_passes_only_given_backend_options(lxcpath: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bdev.api import Container
+def test_backend_options_parse() -> None:
+    """What ``--fssize``, ``-B`` and the lvm/zfs options mean where the dir backend cannot show
+    it: bdev's bare number is bytes (LXC's programs read it as MiB)."""
+    assert opts.parse_fssize("1G") == 1024**3
+    assert opts.parse_fssize("500") == 500
+    assert opts.parse_fssize("1.5M") == int(1.5 * 1024**2)
+    assert opts.parse_fssize(None) is None
+    assert opts.parse_backend("dir,directory") == ["dir", "directory"]
+    assert opts.parse_backend("dir") == "dir"
+    extra = {"zfsroot": None, "vgname": "vg0", "lvname": None, "thinpool": None, "dir": None,
+             "rbdname": None, "rbdpool": None}
+    options = opts.create_options(None, 1024**3, extra)
+    assert options.fssize == 1024**3 and options.fstype is None
+    assert dict(options.extra) == {"vgname": "vg0"}  # only the options given
 
-    seen: dict[str, object] = {}
 
-    def fake_create(self: Container, template: object = None, backend: object = "dir", **kw: object) -> None:
-        seen.update(template=template, backend=backend, **kw)
-
-    monkeypatch.setattr(Container, "create", fake_create)
+def test_create_with_backend_options_and_template_args(lxcpath: Path) -> None:
+    """``-B dir,directory`` makes a dir container; ``--fssize`` and ``--vgname`` are accepted
+    (dir ignores them); what follows ``--`` reaches the template."""
+    busybox = shutil.which("busybox")
+    assert busybox is not None, "the busybox template needs busybox on PATH"
     result = bdev(lxcpath, "create", "c1", "-t", "busybox", "-B", "dir,directory", "--fssize", "1G",
-                  "--vgname", "vg0", "--", "--flag", "value")
+                  "--vgname", "vg0", "--", "--busybox-path", busybox)
     assert result.exit_code == 0, result.stderr
-    options = seen["options"]
-    assert options.fssize == 1024**3  # type: ignore[attr-defined]
-    assert dict(options.extra) == {"vgname": "vg0"}  # type: ignore[attr-defined]
-    assert seen["backend"] == ["dir", "directory"]
-    assert list(seen["args"]) == ["--flag", "value"]  # type: ignore[call-overload]
+    assert entries(lxcpath) == ["c1"]
+    rootfs = lxcpath / "c1" / "rootfs"
+    assert config_values(lxcpath / "c1", "lxc.rootfs.path") == [f"dir:{rootfs}"]
+    assert (rootfs / "bin" / "busybox").read_bytes() == Path(busybox).read_bytes()
+    assert config_values(lxcpath / "c1", "lxc.uts.name") == ["c1"]
+    assert (rootfs / "etc" / "hostname").read_text() == "c1\n"
 
 
-def test_clone_allow_copy_means_maybe_snapshot(lxcpath: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_bad_template_args_are_one_sentence(lxcpath: Path) -> None:
+    result = bdev(lxcpath, "create", "c1", "-t", "busybox", "-B", "dir,directory", "--", "--flag", "value")
+    assert result.exit_code != 0
+    line = one_error_line(result)
+    assert "template 'busybox'" in line and "'--flag'" in line
+    assert entries(lxcpath) == []
+
+
+MAC = "00:16:3e:aa:bb:cc"
+
+
+@pytest.fixture
+def origin(lxcpath: Path) -> Path:
+    """Container ``a`` (busybox on dir, one network with a fixed MAC); returns its directory."""
     from bdev.api import Container
 
-    seen: dict[str, object] = {}
+    Container("a", lxcpath).create("busybox", "dir", config=[("lxc.net.1.type", "veth"), ("lxc.net.1.hwaddr", MAC)])
+    return lxcpath / "a"
 
-    def fake_clone(self: Container, newname: str, **kw: object) -> Container:
-        seen.update(orig=self.name, new=newname, **kw)
-        return self
 
-    monkeypatch.setattr(Container, "clone", fake_clone)
-    result = bdev(lxcpath, "clone", "a", "b", "--allow-copy", "-K", "-M", "--to-lxcpath", str(lxcpath / "other"))
+def test_clone_allow_copy_means_maybe_snapshot(lxcpath: Path, origin: Path) -> None:
+    """``--allow-copy`` asks for a snapshot and settles for a copy: dir has no snapshot."""
+    other = lxcpath.parent / "other"
+    result = bdev(lxcpath, "clone", "a", "b", "--allow-copy", "-K", "-M", "--to-lxcpath", str(other))
     assert result.exit_code == 0, result.stderr
-    assert seen["orig"] == "a" and seen["new"] == "b"
-    assert seen["snapshot"] is True and seen["maybe_snapshot"] is True
-    assert seen["keepname"] is True and seen["keepmac"] is True
-    assert seen["lxcpath"] == str(lxcpath / "other")
+    assert "full copy" in result.stderr
+    assert entries(lxcpath) == ["a"] and entries(other) == ["b"]
+    clone = other / "b"
+    assert config_values(clone, "lxc.rootfs.path") == [f"dir:{clone / 'rootfs'}"]
+    assert (clone / "rootfs" / "bin" / "busybox").is_file()
+    assert config_values(clone, "lxc.uts.name") == ["a"]  # -K
+    assert (clone / "rootfs" / "etc" / "hostname").read_text() == "a\n"
+    assert config_values(clone, "lxc.net.1.hwaddr") == [MAC]  # -M
+
+
+def test_clone_renames_and_gets_new_macs(lxcpath: Path, origin: Path) -> None:
+    result = bdev(lxcpath, "clone", "a", "b", "-B", "dir", "--fssize", "2G")
+    assert result.exit_code == 0, result.stderr
+    assert entries(lxcpath) == ["a", "b"]
+    clone = lxcpath / "b"
+    assert config_values(clone, "lxc.rootfs.path") == [f"dir:{clone / 'rootfs'}"]
+    assert config_values(clone, "lxc.uts.name") == ["b"]
+    assert (clone / "rootfs" / "etc" / "hostname").read_text() == "b\n"
+    (mac,) = config_values(clone, "lxc.net.1.hwaddr")
+    assert mac != MAC and re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac), mac
+    assert config_values(origin, "lxc.net.1.hwaddr") == [MAC]
+    assert (origin / "rootfs" / "etc" / "hostname").read_text() == "a\n"
+
+
+def test_clone_snapshot_of_dir_is_refused(lxcpath: Path, origin: Path) -> None:
+    other = lxcpath.parent / "other"
+    for where in ([], ["--to-lxcpath", str(other)]):
+        result = bdev(lxcpath, "clone", "-s", "a", "b", *where)
+        assert result.exit_code == 1
+        line = one_error_line(result)
+        assert "snapshot" in line and "dir" in line and "'b'" in line
+        assert entries(lxcpath) == ["a"] and entries(other) == []
 
 
 # ---------------------------------------------------------------------------- refusals: one sentence, nothing made

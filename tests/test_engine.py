@@ -183,3 +183,14 @@ def test_restore_in_place_of_a_rootfs_on_another_filesystem(lxcpath: Path, tmp_p
         assert sorted(p.name for p in mnt.iterdir()) == ["far-rootfs"]
         c.destroy(with_snapshots=True)
         assert list(mnt.iterdir()) == []
+
+
+def test_restore_to_a_new_name_gets_a_new_name_and_mac(base: Container) -> None:
+    base.snapshot()
+    twin = base.snapshot_restore("snap0", "twin")
+    assert twin.get_config_item("lxc.uts.name") == ["twin"]
+    mac = twin.get_config_item("lxc.net.0.hwaddr")[0]
+    assert mac != "00:16:3e:12:34:56" and mac.startswith("00:16:3e:")
+    assert (twin.directory / "rootfs/etc/hostname").read_text() == "twin\n"
+    base.snapshot_restore("snap0")  # in place: name and MAC kept
+    assert base.get_config_item("lxc.net.0.hwaddr") == ["00:16:3e:12:34:56"]

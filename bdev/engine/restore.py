@@ -31,7 +31,8 @@ def snapshot_restore(
     ctx: Context, ref: ContainerRef, snapname: str, newname: str | None, *, progress: object | None = None
 ) -> ContainerRef:
     """Restore ``snapname`` of ``ref`` in place (``newname`` None or ``ref.name``) or to
-    ``newname`` in the same lxcpath; returns the restored container's ref."""
+    ``newname`` in the same lxcpath; returns the restored container's ref.  A new name gets a
+    new hostname and new MAC addresses (as LXC does: two containers must not share a MAC)."""
     if newname is None or newname == ref.name:
         _restore_in_place(ctx, ref, snapname, progress)
         return ref
@@ -43,7 +44,7 @@ def snapshot_restore(
             raise AlreadyExists(f"container already exists in {target.lxcpath}", container=target.name)
         outcome = clone_locked(
             ctx, snap, target, op="restore", backend=None, snapshot=True, maybe_snapshot=True,
-            keepname=False, keepmac=True, options=CreateOptions(), keep_backend=True, progress=progress,
+            keepname=False, keepmac=False, options=CreateOptions(), keep_backend=True, progress=progress,
         )
     ctx.notify(f"restored {snapname} of {ref.name} as {target.name}: {outcome.describe()}")
     return target
