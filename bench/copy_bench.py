@@ -25,7 +25,7 @@ import contextlib
 import json
 import os
 import platform
-import re
+import resource
 import shutil
 import signal
 import statistics
@@ -49,6 +49,7 @@ FILESYSTEMS = ("ext4", "btrfs", "xfs")
 REAL_LXC_PATH = "/usr/bin:/bin"  # where Debian's LXC lives; the venv's lxc-* must never be taken for it
 GIB = 1024**3
 STARTUP_RUNS = 10
+COLD_RUNS = 5
 
 
 # --------------------------------------------------------------------------- timing helpers
@@ -83,6 +84,7 @@ class Measure:
     kind: str  # "bdev", "anchor" or "info"
     times: list[float] = field(default_factory=list)
     syncs: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user + system time of the process and its children
     messages: list[str] = field(default_factory=list)
 
     @property
@@ -97,6 +99,7 @@ class Measure:
             "min": min(self.times),
             "max": max(self.times),
             "sync_after": self.syncs,
+            "cpu": self.cpu,
             "messages": sorted(set(self.messages)),
         }
 
@@ -114,16 +117,27 @@ class Bench:
     def time(self, name: str, kind: str, action: Callable[[], object]) -> object:
         """Settle, run ``action`` timed, then time the ``sync`` that writes its data back."""
         self.cache.settle()
+        cpu_before = cpu_seconds()
         start = time.perf_counter()
         result = action()
         elapsed = time.perf_counter() - start
+        cpu = cpu_seconds() - cpu_before
         start = time.perf_counter()
         os.sync()
         synced = time.perf_counter() - start
         m = self.measure(name, kind)
         m.times.append(elapsed)
         m.syncs.append(synced)
+        m.cpu.append(cpu)
         return result
+
+
+def cpu_seconds() -> float:
+    """User plus system time of this process and of its waited-for descendants (so a tool's
+    helpers count too: LXC's rsync, rsync's receiver)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def copy_message(stderr: str) -> str | None:
@@ -181,7 +195,7 @@ def bench_filesystem(fstype: str, mnt: Path, payload_dir: Path, bdev_cli: str, l
     def cp_block(r: int) -> None:
         bench.time("cp -a --reflink=auto", "anchor",
                    lambda: run(["cp", "-a", "--reflink=auto", str(base_rootfs), str(target)]))
-        remove(target)
+        bench.time("rm -rf (cp copy)", "anchor", lambda: run(["rm", "-rf", str(target)]))
 
     def copytree_block(r: int) -> None:
         target.mkdir()
@@ -195,9 +209,8 @@ def bench_filesystem(fstype: str, mnt: Path, payload_dir: Path, bdev_cli: str, l
 
     def api_clone_block(r: int) -> None:
         made = bench.time("API clone (in-process)", "bdev", lambda: base.clone("c"))
-        outcome = made.outcome
-        bench.measure("API clone (in-process)", "bdev").messages.append(f"API clone: {outcome.describe()}")
-        Container("c", P, registry=base._ctx.registry).destroy()
+        bench.measure("API clone (in-process)", "bdev").messages.append(f"API clone: {made.outcome.describe()}")
+        made.destroy()
 
     def lxc_copy_block(r: int) -> None:
         if "lxc-copy" not in lxc:
@@ -254,7 +267,11 @@ def modify_files(rootfs: Path, salt: int) -> None:
 # --------------------------------------------------------------------------- start-up
 
 
-def bench_startup(bdev_cli: str, venv_bin: Path, lxc: dict[str, str], workdir: Path) -> dict[str, dict[str, object]]:
+def bench_startup(bdev_cli: str, venv_bin: Path, lxc: dict[str, str], workdir: Path,
+                  cache: Cache) -> dict[str, dict[str, object]]:
+    """Start-up times: each command warm (``STARTUP_RUNS`` runs after one uncounted), then the
+    two ``lxc-ls`` with the page cache dropped before each run (``COLD_RUNS``), which is how
+    every CLI operation of the tables starts."""
     empty = workdir / "empty-lxcpath"
     empty.mkdir()
     commands = {
@@ -274,6 +291,19 @@ def bench_startup(bdev_cli: str, venv_bin: Path, lxc: dict[str, str], workdir: P
             run(argv)
             times.append(time.perf_counter() - start)
         results[label] = {"times": times, "median": statistics.median(times), "min": min(times), "max": max(times)}
+    if cache.can_drop:
+        for label in ("bdev lxc-ls -P <empty>", "real lxc-ls -P <empty>"):
+            if label not in commands:
+                continue
+            times = []
+            for _ in range(COLD_RUNS):
+                cache.settle()
+                start = time.perf_counter()
+                run(commands[label])
+                times.append(time.perf_counter() - start)
+            results[f"{label}, cold cache"] = {
+                "times": times, "median": statistics.median(times), "min": min(times), "max": max(times),
+            }
     return results
 
 
@@ -293,7 +323,8 @@ ORDER = [
     "bdev clone", "API clone (in-process)", "copytree (engine only)", "bdev snapshot create",
     "bdev snapshot restore (in place)", "bdev destroy (clone)",
     "rsync -aHAXS --numeric-ids", "cp -a --reflink=auto", "lxc-copy", "lxc-snapshot",
-    "rsync --delete snap -> base (incremental)", "rm -rf (rsync copy)", "lxc-destroy (lxc-copy clone)",
+    "rsync --delete snap -> base (incremental)", "rm -rf (rsync copy)", "rm -rf (cp copy)",
+    "lxc-destroy (lxc-copy clone)",
 ]
 
 
@@ -309,7 +340,7 @@ def ratio_table(bench: Bench) -> dict[str, dict[str, float]]:
 
 def format_table(fstype: str, bench: Bench) -> str:
     ratios = ratio_table(bench)
-    head = ("operation", "median s", "min", "max", "sync s", "/rsync", "/cp", "/lxc", "/rm")
+    head = ("operation", "median s", "min", "max", "cpu s", "sync s", "/rsync", "/cp", "/lxc", "/rm")
     rows = []
     for name in ORDER + [n for n in bench.measures if n not in ORDER]:
         m = bench.measures.get(name)
@@ -317,14 +348,15 @@ def format_table(fstype: str, bench: Bench) -> str:
             continue
         r = ratios.get(name, {})
         rows.append((
-            name, f"{m.median:.3f}", f"{min(m.times):.3f}", f"{max(m.times):.3f}", f"{statistics.median(m.syncs):.3f}",
+            name, f"{m.median:.3f}", f"{min(m.times):.3f}", f"{max(m.times):.3f}",
+            f"{statistics.median(m.cpu):.3f}", f"{statistics.median(m.syncs):.3f}",
             *(f"{r[c]:.2f}" if c in r else "" for c in ("rsync", "cp", "lxc", "rm")),
         ))
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = [f"== {fstype} =="]
     fmt = lambda cells: "  ".join(  # noqa: E731
         (str(c).ljust(w) if i == 0 else str(c).rjust(w)) for i, (c, w) in enumerate(zip(cells, widths))
-    )
+    ).rstrip()
     lines.append(fmt(head))
     lines.append("  ".join("-" * w for w in widths))
     lines.extend(fmt(row) for row in rows)
@@ -341,14 +373,15 @@ def format_table(fstype: str, bench: Bench) -> str:
 
 
 def format_startup(results: dict[str, dict[str, object]]) -> str:
-    lines = [f"== CLI start-up (median of {STARTUP_RUNS}, warm) =="]
+    lines = [f"== CLI start-up (median of {STARTUP_RUNS} warm runs; of {COLD_RUNS} for cold cache) =="]
     width = max(len(k) for k in results)
     for label, r in results.items():
         lines.append(f"{label.ljust(width)}  {r['median'] * 1000:7.1f} ms  (min {r['min'] * 1000:.1f}, max {r['max'] * 1000:.1f})")
-    real = results.get("real lxc-ls -P <empty>")
-    if real:
-        ratio = results["bdev lxc-ls -P <empty>"]["median"] / real["median"]
-        lines.append(f"bdev lxc-ls / real lxc-ls = {ratio:.1f}")
+    for suffix in ("", ", cold cache"):
+        real = results.get(f"real lxc-ls -P <empty>{suffix}")
+        ours = results.get(f"bdev lxc-ls -P <empty>{suffix}")
+        if real and ours:
+            lines.append(f"bdev lxc-ls / real lxc-ls{suffix or ', warm'} = {ours['median'] / real['median']:.0f}")
     return "\n".join(lines)
 
 
@@ -420,6 +453,21 @@ def image_size(info: payload_mod.PayloadInfo) -> int:
     return max(size, 5 * entries * 16384)
 
 
+def bdev_identity(bdev_cli: str) -> dict[str, object]:
+    """bdev's version, its installed plugins (each one adds start-up time) and, in a git
+    checkout, the commit measured (``+dirty`` with uncommitted changes to tracked files)."""
+    lines = run([bdev_cli, "--version"]).stdout.splitlines()
+    found: dict[str, object] = {"version": lines[0] if lines else "?", "plugins": [line.strip() for line in lines[1:]]}
+    checkout = Path(__file__).resolve().parent.parent
+    git = shutil.which("git")
+    if git and (checkout / ".git").exists():
+        head = run([git, "-C", str(checkout), "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
+        dirty = run([git, "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"], check=False).stdout.strip()
+        if head:
+            found["commit"] = head + ("+dirty" if dirty else "")
+    return found
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the payload's file counts (default 1)")
@@ -459,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = Cache()
     report: dict[str, object] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                 "loadavg_start": os.getloadavg()},
         "scale": args.scale, "runs": args.runs, "seed": args.seed,
         "real_lxc": sorted(lxc), "filesystems": {}, "skipped": {},
     }
@@ -469,12 +518,19 @@ def main(argv: list[str] | None = None) -> int:
             log(f"generating the payload (scale {args.scale}, seed {args.seed}) in {workdir}")
             info = payload_mod.generate(workdir / "payload", scale=args.scale, seed=args.seed)
             report["payload"] = info.as_dict()
-            print(f"bdev copy benchmark, {report['date']}, kernel {platform.release()}, {os.cpu_count()} CPUs")
+            load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            print(f"bdev copy benchmark, {report['date']}, kernel {platform.release()}, {os.cpu_count()} CPUs, "
+                  f"load average {load}")
+            identity = bdev_identity(bdev_cli)
+            report["bdev"] = identity
+            plugins = ", ".join(p.split(":", 1)[0] for p in identity["plugins"])  # type: ignore[union-attr]
+            print(f"{identity['version']}" + (f" (git {identity['commit']})" if "commit" in identity else "")
+                  + f", plugins: {plugins}")
             print(f"payload: {info.describe()}; runs: {args.runs}; real LXC: {', '.join(sorted(lxc)) or 'not installed'}")
             print(flush=True)
 
             log("CLI start-up")
-            startup = bench_startup(bdev_cli, venv_bin, lxc, workdir)
+            startup = bench_startup(bdev_cli, venv_bin, lxc, workdir, cache)
             report["startup"] = startup
             print(format_startup(startup), end="\n\n", flush=True)
 
@@ -506,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
             if cache.note:
                 report["note"] = cache.note
             report["elapsed_s"] = round(time.monotonic() - started, 1)
+            report["host"]["loadavg_end"] = os.getloadavg()
+            print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+                  f"{report['elapsed_s']:.0f} s in all")
             log(f"done in {report['elapsed_s']} s")
             if args.json:
                 args.json.write_text(json.dumps(report, indent=2) + "\n")
