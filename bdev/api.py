@@ -22,11 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import from_os_error
 from .records import Change, CloneOutcome, CreateOptions, Rootfs, Usage
-from .registry import Registry
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 Notify = Callable[[str], None]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,7 +95,7 @@ class Container:
         name: str,
         lxcpath: str | os.PathLike[str] | None = None,
         *,
-        registry: Registry | None = None,
+        registry: "Registry | None" = None,
         notify: Notify | None = None,
     ):
         from .engine.context import Context
@@ -159,7 +161,6 @@ class Container:
 
         return inspect.usage(self._ctx, self._ref)
 
-    @_explained
     @_explained
     def resize(self, size: int) -> None:
         """Grow the (stopped) container's rootfs to ``size`` bytes, where its backend can."""
@@ -317,7 +318,7 @@ class Container:
         return f"Container({self.name!r}, lxcpath={str(self.lxcpath)!r})"
 
 
-def list_containers(lxcpath: str | os.PathLike[str] | None = None, *, registry: Registry | None = None) -> list[Container]:
+def list_containers(lxcpath: str | os.PathLike[str] | None = None, *, registry: "Registry | None" = None) -> list[Container]:
     """Every container of ``lxcpath`` (directories holding a loadable ``config``), sorted."""
     from .engine.context import Context
 

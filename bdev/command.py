@@ -48,6 +48,8 @@ def run(
     :raises CommandError: the program is missing, timed out, or failed and ``check`` is set.
     """
     args = [os.fspath(a) for a in argv]
+    if args and os.sep not in args[0]:
+        args[0] = which(args[0]) or args[0]  # the sbin directories too, as requirement checks see them
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["LC_ALL"] = "C"

@@ -199,11 +199,12 @@ class CloneOutcome:
         """One phrase for the user: ``reflinked copy (812 files, 3.1 MiB, 812 reflinked)``."""
         if self.method == "copy" and self.stats is not None:
             how = "reflinked copy" if self.stats.reflinked_files else "full copy"
-            how = f"{how} ({self.stats.describe()})"
         else:
             how = {"snapshot": "native snapshot", "layer": f"{self.rootfs.backend} layer over the origin"}.get(
                 self.method, self.method
             )
+        if self.stats is not None:
+            how = f"{how} ({self.stats.describe()})"
         return f"{how}, because {self.note}" if self.note else how
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bdev.testing.storage import loop_filesystem, loop_filesystem_problem, loop_devices, mount_table
+from bdev.mounts import mounts_root
+from bdev.testing.storage import loop_devices, loop_filesystem, loop_filesystem_problem, mount_table
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (real mounts, ownership, device nodes)")
@@ -68,16 +69,30 @@ def storage_lxcpath(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 def no_leaks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Fail the test if it leaves a mount or a loop device behind (ignoring other pytest
     sessions' scratch storage, which may come and go meanwhile)."""
-    base = tmp_path_factory.getbasetemp()
-    ours, others = str(base), str(base.parent)
+    ours = str(tmp_path_factory.getbasetemp())
+    temporary = str(mounts_root()) + "/"
 
-    def relevant(items: list[str]) -> list[str]:
-        return [i for i in items if ours in i or others not in i]
+    def our_mounts() -> list[str]:
+        """Mounts under this session's temp tree, and bdev temporary mounts of this process or
+        of dead ones (which the next command would reap); other live processes' are not ours."""
+        found = []
+        for mount in mount_table():
+            if mount.startswith(temporary):
+                pid = mount[len(temporary):].split("-", 1)[0]
+                if pid.isdigit() and int(pid) != os.getpid() and Path(f"/proc/{pid}").exists():
+                    continue
+                found.append(mount)
+            elif ours in mount:
+                found.append(mount)
+        return found
 
-    mounts, loops = relevant(mount_table()), relevant(loop_devices())
+    def our_loops() -> list[str]:
+        return [entry for entry in loop_devices() if ours in entry]
+
+    mounts, loops = our_mounts(), our_loops()
     yield
-    assert relevant(mount_table()) == mounts, "the test leaked mounts"
-    assert relevant(loop_devices()) == loops, "the test leaked loop devices"
+    assert our_mounts() == mounts, "the test leaked mounts"
+    assert our_loops() == loops, "the test leaked loop devices"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -45,10 +45,10 @@ def sample(tmp_path: Path) -> Path:
     return make_sample_rootfs(tmp_path / "sample")
 
 
-def rootfs_tree(container: Container):
+def rootfs_tree(container: Container, *, readonly: bool = True):
     """Context manager giving the container's files (mounted if the backend needs it)."""
     rootfs = container.rootfs
-    return default_registry().backend_for(rootfs).accessed(rootfs, readonly=True)
+    return default_registry().backend_for(rootfs).accessed(rootfs, readonly=readonly)
 
 
 def assert_matches(container: Container, expected: Path, *, hostname: str | None = None) -> None:
@@ -105,7 +105,7 @@ def test_snapshot_clone(backend_name: str, storage_lxcpath: Path, sample: Path) 
     else:
         clone = origin.clone("snapclone", snapshot=True)
     assert_matches(clone, sample, hostname="snapclone")
-    with rootfs_tree(clone) as path:
+    with rootfs_tree(clone, readonly=False) as path:
         (path / "etc/motd").write_text("changed in the clone\n")
     assert_matches(origin, sample, hostname="origin")
     clone.destroy()
@@ -129,7 +129,7 @@ def test_container_snapshots_restore_in_place_and_to_new_name(
     assert [s.name for s in listed] == ["snap0", "snap1"]
     assert listed[0].comment == "before the change\n" and listed[1].comment is None
     assert len(listed[0].timestamp) == 19
-    with rootfs_tree(c) as path:
+    with rootfs_tree(c, readonly=False) as path:
         (path / "etc/motd").write_text("upgraded\n")
         (path / "var/log/new.log").write_text("new\n")
         os.unlink(path / "bin/tool")

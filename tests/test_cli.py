@@ -180,7 +180,7 @@ def origin(lxcpath: Path) -> Path:
 def test_clone_allow_copy_means_maybe_snapshot(lxcpath: Path, origin: Path) -> None:
     """``--allow-copy`` asks for a snapshot and settles for a copy: dir has no snapshot."""
     other = lxcpath.parent / "other"
-    result = bdev(lxcpath, "clone", "a", "b", "--allow-copy", "-K", "-M", "--to-lxcpath", str(other))
+    result = bdev(lxcpath, "clone", "a", "b", "--allow-copy", "-B", "dir", "-K", "-M", "--to-lxcpath", str(other))
     assert result.exit_code == 0, result.stderr
     assert "full copy" in result.stderr
     assert entries(lxcpath) == ["a"] and entries(other) == ["b"]
@@ -206,10 +206,10 @@ def test_clone_renames_and_gets_new_macs(lxcpath: Path, origin: Path) -> None:
     assert (origin / "rootfs" / "etc" / "hostname").read_text() == "a\n"
 
 
-def test_clone_snapshot_of_dir_is_refused(lxcpath: Path, origin: Path) -> None:
+def test_clone_snapshot_of_dir_into_dir_is_refused(lxcpath: Path, origin: Path) -> None:
     other = lxcpath.parent / "other"
     for where in ([], ["--to-lxcpath", str(other)]):
-        result = bdev(lxcpath, "clone", "-s", "a", "b", *where)
+        result = bdev(lxcpath, "clone", "-s", "-B", "dir", "a", "b", *where)
         assert result.exit_code == 1
         line = one_error_line(result)
         assert "snapshot" in line and "dir" in line and "'b'" in line
@@ -454,3 +454,20 @@ def test_broken_plugin_is_reported_by_name(tmp_path: Path) -> None:
     assert "broken" in version.stdout and "failed" in version.stdout
     document = json.loads(run_bdev("backends", "--format", "json", env=env).stdout)
     assert [p["plugin"] for p in document["problems"]] == ["broken"]
+
+
+def test_clone_snapshot_of_dir_becomes_a_layer_as_in_lxc(lxcpath: Path, origin: Path) -> None:
+    """``-s`` of a dir container without ``-B`` picks a backend that layers over dir (LXC picks
+    overlay); the origin is then recorded as depended on."""
+    from bdev.engine.context import default_registry
+
+    layered = [e.name for e in default_registry().backend_entries() if e.backend.capabilities.layers_over]
+    if not layered:
+        pytest.skip("no backend that layers over dir is installed")
+    result = bdev(lxcpath, "clone", "-s", "a", "b")
+    assert result.exit_code == 0, result.stderr
+    (value,) = config_values(lxcpath / "b", "lxc.rootfs.path")
+    assert value.split(":", 1)[0] in layered
+    assert (lxcpath / "a" / "lxc_snapshots").read_text() == f"{lxcpath}\nb\n"
+    refused = bdev(lxcpath, "destroy", "a")
+    assert refused.exit_code == 1 and "depend" in one_error_line(refused)

@@ -458,7 +458,7 @@ def test_copy_same_name_to_another_lxcpath(lxcpath: Path, origin: Container, tmp
 def test_copy_snapshot_of_dir_is_refused(lxcpath: Path, origin: Container, tmp_path: Path) -> None:
     other = tmp_path / "other"
     for where in ([], ["-p", str(other)]):
-        result = invoke(lxc_copy.command, "-n", "a", "-N", "b", "-P", str(lxcpath), *where, "-s", "-L", "100")
+        result = invoke(lxc_copy.command, "-n", "a", "-N", "b", "-P", str(lxcpath), *where, "-s", "-B", "dir", "-L", "100")
         assert result.exit_code == 1, result.stderr
         line = one_error_line(result, "lxc-copy")
         assert "snapshot" in line and "dir" in line and "'b'" in line
@@ -787,7 +787,7 @@ def test_installed_clone_and_copy_paths(lxcpath: Path, origin: Container, tmp_pa
     assert entries(lxcpath) == ["a"] and entries(cloned_to) == ["b"] and entries(copied_to) == ["c"]
     assert_copy_of_a(cloned_to / "b", keepname=False, keepmac=True)
     assert_copy_of_a(copied_to / "c", keepname=True, keepmac=False)
-    refused = run_tool("lxc-copy", "-P", str(lxcpath), "-n", "a", "-N", "d", "-s")
+    refused = run_tool("lxc-copy", "-P", str(lxcpath), "-n", "a", "-N", "d", "-s", "-B", "dir")
     assert refused.returncode == 1 and b"Traceback" not in refused.stderr
     assert len(refused.stderr.splitlines()) == 1 and refused.stderr.startswith(b"lxc-copy: ")
     assert entries(lxcpath) == ["a"]

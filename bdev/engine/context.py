@@ -8,17 +8,20 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+
+from typing import TYPE_CHECKING
 
 from ..errors import BdevError, Busy
 from ..naming import validate_name
-from ..registry import Registry, load_registry
 from ..store.containers import ContainerStore
 from ..store.layout import ContainerRef
-from .recovery import needs_recovery
 from ..store.lock import container_lock_path, locked_file
 from ..store.lxcpath import global_settings, lock_dir, resolve_lxcpath
+from .recovery import needs_recovery
+
+if TYPE_CHECKING:
+    from ..registry import Registry
 
 log = logging.getLogger("bdev.engine")
 
@@ -26,43 +29,61 @@ Notify = Callable[[str], None]
 
 
 @functools.cache
-def _cached_registry(settings_items: tuple[tuple[str, str], ...], disabled: str) -> Registry:
+def _cached_registry(settings_items: tuple[tuple[str, str], ...], disabled: str) -> "Registry":
+    from ..registry import load_registry
+
     return load_registry(dict(settings_items))
 
 
-def default_registry(settings: dict[str, str] | None = None) -> Registry:
+def default_registry(settings: dict[str, str] | None = None) -> "Registry":
     """The registry of installed plugins, loaded once per process and settings."""
     settings = settings if settings is not None else global_settings()
     return _cached_registry(tuple(sorted(settings.items())), os.environ.get("BDEV_DISABLE_PLUGINS", ""))
 
 
-@dataclass
 class Context:
-    """Everything an operation needs besides its arguments."""
+    """Everything an operation needs besides its arguments.  The plugin registry is loaded on
+    first use, so commands that never interpret a rootfs (``lxc-ls``) do not import plugins."""
 
-    lxcpath: Path
-    settings: dict[str, str]
-    registry: Registry
-    store: ContainerStore
-    notify: Notify
+    def __init__(
+        self,
+        lxcpath: Path,
+        settings: dict[str, str],
+        notify: Notify,
+        registry: "Registry | None" = None,
+    ):
+        self.lxcpath = lxcpath
+        self.settings = settings
+        self.notify = notify
+        self._registry = registry
+
+    @property
+    def registry(self) -> "Registry":
+        """The plugin registry (the default one, loaded once per process, unless given)."""
+        if self._registry is None:
+            self._registry = default_registry(self.settings)
+        return self._registry
+
+    @functools.cached_property
+    def store(self) -> ContainerStore:
+        """Read access to containers, interpreting rootfs values with :attr:`registry`."""
+        return ContainerStore(self)
 
     @classmethod
     def create(
         cls,
         lxcpath: str | os.PathLike[str] | None = None,
         *,
-        registry: Registry | None = None,
+        registry: "Registry | None" = None,
         notify: Notify | None = None,
     ) -> "Context":
-        """A context for ``lxcpath`` (None: LXC's default) with the default registry."""
+        """A context for ``lxcpath`` (None: LXC's default)."""
         settings = dict(registry.settings) if registry is not None and registry.settings else global_settings()
-        registry = registry or default_registry(settings)
         return cls(
             lxcpath=resolve_lxcpath(lxcpath, settings),
             settings=settings,
-            registry=registry,
-            store=ContainerStore(registry),
             notify=notify or (lambda message: log.info("%s", message)),
+            registry=registry,
         )
 
     def ref(self, name: str, lxcpath: str | os.PathLike[str] | None = None) -> ContainerRef:

@@ -116,7 +116,7 @@ def plan_clone(
             return ClonePlan("copy", target, note=refusal)
         raise NotSupported(f"cannot snapshot: {refusal}", backend=target.name)
     if refusal is None and target.name == source_backend.name and target.capabilities.copy_by_snapshot:
-        return ClonePlan("snapshot", target, note="same filesystem: a snapshot is an independent copy")
+        return ClonePlan("snapshot", target, note=f"a {target.name} snapshot is an independent copy")
     return ClonePlan("copy", target)
 
 

@@ -5,20 +5,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigError, NotFound
 from ..records import Rootfs
-from ..registry import Registry
 from . import deps
 from .config import LxcConfig
 from .layout import CONFIG, DEPENDENTS, ORIGIN, PARTIAL, ContainerRef, snapshot_number, snapshots_dir
 
 
-class ContainerStore:
-    """Read access to containers under any lxcpath, interpreting rootfs values with ``registry``."""
+if TYPE_CHECKING:
+    from ..registry import Registry
 
-    def __init__(self, registry: Registry):
-        self.registry = registry
+
+class HasRegistry(Protocol):
+    registry: "Registry"
+
+
+class ContainerStore:
+    """Read access to containers under any lxcpath, interpreting rootfs values with the
+    registry of ``source`` (anything with a ``registry`` attribute, looked up only when a
+    rootfs must be interpreted)."""
+
+    def __init__(self, source: "HasRegistry"):
+        self._source = source
+
+    @property
+    def registry(self) -> "Registry":
+        return self._source.registry
 
     def exists(self, ref: ContainerRef) -> bool:
         """Whether anything (even a failed create) occupies ``ref``'s directory."""

@@ -1,0 +1,165 @@
+"""Private helpers: privilege and namespace checks, filesystem types, overlay xattrs."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from pathlib import Path
+
+_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+"""Where overlayfs keeps its own attributes: ``trusted.`` normally, ``user.`` with ``userxattr``
+(mounts in a user namespace)."""
+
+UNSUITABLE_UPPER_FS = {
+    "overlay": "overlayfs cannot be the upper layer of another overlay",
+    "nfs": "NFS cannot hold an overlay upper layer (no trusted xattrs, unreliable d_type)",
+    "nfs4": "NFS cannot hold an overlay upper layer (no trusted xattrs, unreliable d_type)",
+    "cifs": "CIFS cannot hold an overlay upper layer",
+    "smb3": "SMB cannot hold an overlay upper layer",
+    "vfat": "FAT has no extended attributes for an overlay upper layer",
+    "exfat": "exFAT has no extended attributes for an overlay upper layer",
+    "squashfs": "squashfs is read-only",
+    "erofs": "erofs is read-only",
+    "iso9660": "iso9660 is read-only",
+}
+
+
+def in_initial_user_namespace() -> bool:
+    """Whether this process runs in the machine's initial user namespace."""
+    try:
+        text = Path("/proc/self/uid_map").read_text().split()
+    except OSError:
+        return True
+    return text[:3] == ["0", "0", "4294967295"]
+
+
+def can_mount_here() -> bool:
+    """Whether this process may mount in its own mount namespace (root, or root inside a user
+    namespace it owns)."""
+    return os.geteuid() == 0
+
+
+def needs_userxattr() -> bool:
+    """Overlay mounts made from a user namespace keep their attributes under ``user.overlay.``."""
+    return not in_initial_user_namespace()
+
+
+def user_namespaces_problem() -> str | None:
+    """Why an unprivileged process cannot create a user namespace here, or None."""
+    checks = [
+        ("/proc/sys/user/max_user_namespaces", "user namespaces are disabled (user.max_user_namespaces is 0)"),
+        ("/proc/sys/kernel/unprivileged_userns_clone", "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone is 0)"),
+    ]
+    for path, reason in checks:
+        try:
+            if Path(path).read_text().strip() == "0":
+                return reason
+        except OSError:
+            continue
+    return None
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The filesystem type of the mount holding ``path`` (the nearest existing ancestor)."""
+    probe = Path(os.path.abspath(path))
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    real = os.path.realpath(probe)
+    best, best_type = "", None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            for line in fh:
+                left, _, right = line.partition(" - ")
+                fields = left.split(" ")
+                if len(fields) < 5 or not right:
+                    continue
+                point = unescape_mountinfo(fields[4])
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, best_type = point, right.split(" ")[0]
+    except OSError:
+        return None
+    return best_type
+
+
+def unescape_mountinfo(text: str) -> str:
+    """Undo mountinfo's octal escapes (``\\040`` for a space)."""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
+
+
+def is_mount_point(path: Path) -> bool:
+    """Whether ``path`` is a mount point in this mount namespace."""
+    try:
+        return os.path.ismount(path)
+    except OSError:
+        return False
+
+
+def get_xattr(path: str | Path, suffix: str) -> bytes | None:
+    """The overlay attribute ``overlay.<suffix>`` of ``path`` (``trusted.`` or ``user.``),
+    never following a symlink; None when absent or unreadable."""
+    for prefix in OVERLAY_XATTR_PREFIXES:
+        try:
+            return os.getxattr(path, prefix + suffix, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES):
+                continue
+            raise
+    return None
+
+
+def plain_xattrs(path: str | Path) -> dict[str, bytes]:
+    """Extended attributes of ``path`` other than overlayfs's own, never following a symlink."""
+    out = {}
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return {}
+        raise
+    for name in names:
+        if name.startswith(OVERLAY_XATTR_PREFIXES):
+            continue
+        try:
+            out[name] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+    return out
+
+
+def is_whiteout(path: str | Path, st: os.stat_result) -> bool:
+    """An overlay whiteout: a character device 0/0, or a zero-size regular file carrying
+    ``overlay.whiteout`` (an xattr whiteout)."""
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+        return True
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        return get_xattr(path, "whiteout") is not None
+    return False
+
+
+def is_opaque(path: str | Path) -> bool:
+    """A directory that hides every lower directory of the same name (``overlay.opaque=y``;
+    ``x`` only marks a directory holding xattr whiteouts)."""
+    return get_xattr(path, "opaque") == b"y"
+
+
+def copy_root_metadata(source: Path, target: Path) -> None:
+    """Give the directory ``target`` the owner, mode, plain xattrs and times of ``source``:
+    the merged root of an overlay shows its upper root's metadata, so a new upper must carry
+    its origin's."""
+    st = os.lstat(source)
+    if os.geteuid() == 0:
+        os.lchown(target, st.st_uid, st.st_gid)
+    for name, value in plain_xattrs(source).items():
+        if os.geteuid() != 0 and not name.startswith(("user.", "system.posix_acl_")):
+            continue
+        try:
+            os.setxattr(target, name, value, follow_symlinks=False)
+        except OSError:
+            continue
+    os.chmod(target, stat.S_IMODE(st.st_mode))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)

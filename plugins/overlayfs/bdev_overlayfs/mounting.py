@@ -1,0 +1,165 @@
+"""Mounting an overlay rootfs: its mounted lowers first, then the overlay itself.
+
+Mount options are the kernel's defaults, as LXC mounts them (no ``metacopy``, no
+``redirect_dir`` creation, no ``index``), so what bdev writes into an upper, real LXC reads
+the same way.  ``userxattr`` is added inside a user namespace.  A read-only mount stacks the
+upper as the topmost *lower* layer (no upper, no work directory): nothing in the rootfs can
+change, not even the work directory.
+
+Every failure undoes what was mounted before it, and says in one sentence what is wrong, such
+as a lower layer that was removed behind bdev's back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bdev.command import run
+from bdev.errors import BdevError
+
+from ._util import unescape_mountinfo, is_mount_point, needs_userxattr
+from .layers import Lower
+from .layout import OverlayPaths, check_usable
+
+if TYPE_CHECKING:
+    from bdev.registry import Registry
+
+NAME = "overlay"
+
+
+def options(paths: OverlayPaths, lowers: list[Lower], *, readonly: bool) -> str:
+    """The ``-o`` text for mounting ``paths`` (``lowerdir=…,upperdir=…,workdir=…``)."""
+    check_usable(paths)
+    lower_dirs = [lower.path for lower in lowers]
+    if readonly:
+        return "lowerdir=" + ":".join([str(paths.upper), *lower_dirs])
+    return f"lowerdir={':'.join(lower_dirs)},upperdir={paths.upper},workdir={paths.workdir}"
+
+
+def missing_layer(paths: OverlayPaths, lowers: list[Lower]) -> str | None:
+    """A sentence about the first layer directory that is gone, or None."""
+    if not paths.upper.is_dir():
+        return f"its upper layer {paths.upper} is missing"
+    for lower in lowers:
+        if not os.path.isdir(lower.path):
+            if lower.role == "live":
+                return f"its lower layer {lower.path} is missing (was the origin container removed?)"
+            return f"its lower layer {lower.path} is missing"
+    return None
+
+
+def mount_lowers(registry: "Registry | None", lowers: list[Lower], *, container: str | None = None) -> list[Lower]:
+    """Mount, read-only, every lower that needs mounting (a frozen loop image) and return
+    those mounted; on failure unmount them again.  Lowers already mounted (by another mount
+    of the same rootfs) are left as they are."""
+    done: list[Lower] = []
+    try:
+        for lower in lowers:
+            if not lower.mount or is_mount_point(Path(lower.path)):
+                continue
+            storage = lower.storage
+            if storage is None or registry is None:
+                raise BdevError(f"its lower layer {lower.path} needs mounting but its storage is not recorded", container=container, backend=NAME)
+            if os.geteuid() != 0:
+                raise BdevError(
+                    f"its lower layer {lower.path} is a {storage.backend} rootfs that only root can mount",
+                    container=container, backend=NAME,
+                )
+            backend = registry.backend(storage.backend)
+            if not backend.exists(storage):
+                raise BdevError(f"the storage of its lower layer {lower.path} ({storage}) is missing", container=container, backend=NAME)
+            Path(lower.path).mkdir(parents=True, exist_ok=True)
+            backend.mount(storage, Path(lower.path), readonly=True)
+            done.append(lower)
+    except BaseException:
+        with contextlib.suppress(BdevError):
+            unmount_lowers(registry, done)
+        raise
+    return done
+
+
+@contextlib.contextmanager
+def lowers_mounted(registry: "Registry | None", lowers: list[Lower], *, container: str | None = None) -> Iterator[None]:
+    """Context manager: the lowers that need mounting are mounted inside it."""
+    done = mount_lowers(registry, lowers, container=container)
+    try:
+        yield
+    finally:
+        unmount_lowers(registry, done)
+
+
+def unmount_lowers(registry: "Registry | None", lowers: list[Lower]) -> None:
+    """Unmount mounted lowers, last first; failures are collected into one error at the end."""
+    problems = []
+    for lower in reversed(lowers):
+        if not lower.mount or not is_mount_point(Path(lower.path)):
+            continue
+        try:
+            storage = lower.storage
+            if registry is not None and storage is not None:
+                registry.backend(storage.backend).umount(storage, Path(lower.path))
+            else:
+                run(["umount", lower.path], backend=NAME)
+        except BdevError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise BdevError(f"cannot unmount its lower layers ({'; '.join(problems)})", backend=NAME)
+
+
+def mount(
+    registry: "Registry | None",
+    paths: OverlayPaths,
+    lowers: list[Lower],
+    mountpoint: Path,
+    *,
+    readonly: bool,
+    container: str | None = None,
+) -> None:
+    """Mount the lowers that need it, then the overlay on ``mountpoint`` (root only)."""
+    if not readonly:
+        paths.workdir.mkdir(mode=0o755, exist_ok=True)  # LXC creates it on mount too
+    done = mount_lowers(registry, lowers, container=container)
+    try:
+        problem = missing_layer(paths, lowers)
+        if problem:
+            raise BdevError(problem, container=container, backend=NAME)
+        text = options(paths, lowers, readonly=readonly)
+        if needs_userxattr():
+            text += ",userxattr"
+        argv = ["mount", "-t", "overlay", "overlay", "-o", ("ro," if readonly else "") + text, str(mountpoint)]
+        run(argv, container=container, backend=NAME)
+    except BaseException:
+        with contextlib.suppress(BdevError):
+            unmount_lowers(registry, done)
+        raise
+
+
+def umount(registry: "Registry | None", lowers: list[Lower], mountpoint: Path, *, container: str | None = None) -> None:
+    """Unmount the overlay, then the lowers mounted for it."""
+    run(["umount", str(mountpoint)], container=container, backend=NAME)
+    if not any(_still_used(lower) for lower in lowers):
+        unmount_lowers(registry, lowers)
+
+
+def _still_used(lower: Lower) -> bool:
+    """Whether a mounted lower is still a layer of another overlay mount (of the same rootfs)."""
+    if not lower.mount:
+        return False
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        _, _, right = line.partition(" - ")
+        fields = right.split(" ", 2)
+        if len(fields) < 3 or fields[0] != "overlay":
+            continue
+        for option in fields[2].split(","):
+            if option.startswith("lowerdir=") and lower.path in unescape_mountinfo(option[len("lowerdir="):]).split(":"):
+                return True
+    return False

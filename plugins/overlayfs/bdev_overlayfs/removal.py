@@ -1,0 +1,70 @@
+"""Taking an overlay rootfs apart: its upper, work directory, layer record and the layers it
+owns (copied layers, frozen copies made by other backends), never anything it only uses (an
+origin's live rootfs, a container's layers shared by its snapshots).
+
+Nothing outside the rootfs's own container directory is ever removed, whatever a layer record
+says, and a mount point found on the way is unmounted (a lower left mounted by a crash) or
+refused, never descended into.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bdev.errors import BdevError, NotFound
+from bdev.fsops import remove_tree
+
+from ._util import is_mount_point
+from .layers import FROZEN, Lower
+from .layout import OverlayPaths
+from .mounting import unmount_lowers
+
+if TYPE_CHECKING:
+    from bdev.registry import Registry
+
+NAME = "overlay"
+
+
+def teardown(registry: "Registry | None", paths: OverlayPaths, lowers: list[Lower]) -> None:
+    """Remove what ``paths`` owns among ``lowers``, then its upper, work directory and record.
+    Safe to repeat: whatever is already gone is skipped."""
+    unmount_lowers(registry, [lower for lower in lowers if lower.mount])
+    for lower in lowers:
+        if lower.owned and lower.role == FROZEN:
+            _destroy_frozen(registry, lower)
+    for lower in lowers:
+        for candidate in (lower.home, lower.path if lower.owned and lower.role != FROZEN else None):
+            if candidate and paths.inside_container(candidate):
+                _remove(Path(candidate))
+    for leftover in (paths.upper, paths.workdir):
+        _remove(leftover)
+    if not paths.legacy:
+        with contextlib.suppress(FileNotFoundError):
+            paths.record.unlink()
+        with contextlib.suppress(OSError):
+            paths.private_dir.rmdir()  # only if nothing else is left in it
+
+
+def _destroy_frozen(registry: "Registry | None", lower: Lower) -> None:
+    storage = lower.storage
+    if storage is None or registry is None:
+        return
+    try:
+        backend = registry.backend(storage.backend)
+    except NotFound:
+        raise BdevError(
+            f"its frozen lower layer {storage} belongs to the {storage.backend} backend, which is not installed",
+            backend=NAME,
+        ) from None
+    if backend.exists(storage):
+        backend.destroy(storage)
+
+
+def _remove(path: Path) -> None:
+    if is_mount_point(path):
+        raise BdevError(f"{path} is still mounted; unmount it before destroying the rootfs", backend=NAME)
+    if os.path.lexists(path):
+        remove_tree(path)
