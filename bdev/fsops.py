@@ -82,6 +82,16 @@ def remove_tree(path: Path) -> None:
 
 
 def _check_no_mounts(path: Path, dev: int) -> None:
+    """Refuse before deleting anything if something is mounted below ``path`` (one read of the
+    mount table; a walk comparing device numbers where there is no ``/proc``)."""
+    from .mounts import mount_points_below
+
+    below = mount_points_below(path)
+    if below is not None:
+        if below:
+            first = os.path.join(path, sorted(below)[0])
+            raise BdevError(f"{first} is a mount point inside {path}; unmount it before removing")
+        return
     for root, dirs, _files in os.walk(path):
         for d in dirs:
             full = os.path.join(root, d)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,37 @@ from pathlib import Path
 from .command import run
 
 log = logging.getLogger("bdev.mounts")
+
+MOUNTINFO = "/proc/self/mountinfo"
+_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def mount_points(mountinfo: str = MOUNTINFO) -> list[str] | None:
+    """Every mount point of this mount namespace (unescaped), or None without ``/proc``."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    points = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) >= 5:  # mountinfo writes space, tab, newline, backslash as \040 \011 \012 \134
+            points.append(_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4]))
+    return points
+
+
+def mount_points_below(top: str | os.PathLike[str], mountinfo: str = MOUNTINFO) -> frozenset[str] | None:
+    """Paths of the mount points strictly below ``top``, relative to it.
+
+    Bind mounts of the same filesystem are found too (their ``st_dev`` does not change).
+    Returns None when ``mountinfo`` cannot be read (no ``/proc``).
+    """
+    points = mount_points(mountinfo)
+    if points is None:
+        return None
+    prefix = os.path.realpath(top).rstrip("/") + "/"
+    return frozenset(p[len(prefix):] for p in points if p.startswith(prefix))
 
 
 def mounts_root() -> Path:
@@ -60,12 +92,7 @@ def temporary_mountpoint(label: str = "") -> Iterator[Path]:
 
 
 def _is_mounted(path: Path) -> bool:
-    target = os.fsencode(path)
-    try:
-        with open("/proc/self/mountinfo", "rb") as fh:
-            return any(line.split()[4] == target for line in fh)
-    except OSError:
-        return False
+    return str(path) in (mount_points() or [])
 
 
 def reap_stale_mounts() -> list[Path]:

@@ -3,39 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 
-_ESCAPE = re.compile(r"\\([0-7]{3})")
-MOUNTINFO = "/proc/self/mountinfo"
-
-
-def _unescape(field: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as \040 \011 \012 \134.
-    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mount_points_below(top: str, mountinfo: str = MOUNTINFO) -> frozenset[str] | None:
-    """Paths of the mount points strictly below ``top``, relative to it.
-
-    Bind mounts of the same filesystem are found too (their ``st_dev`` does not change).
-    Returns None when ``mountinfo`` cannot be read (no ``/proc``).
-    """
-    real = os.path.realpath(top)
-    prefix = real.rstrip("/") + "/"
-    try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    below = set()
-    for line in lines:
-        fields = line.split(" ")
-        if len(fields) < 5:
-            continue
-        point = _unescape(fields[4])
-        if point.startswith(prefix):
-            below.add(point[len(prefix):])
-    return frozenset(below)
+from ..mounts import MOUNTINFO, mount_points_below
 
 
 class MountBoundary:
