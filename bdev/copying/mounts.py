@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..mounts import MOUNTINFO, mount_points_below
+from ..mounts import mount_points_below
 
 
 class MountBoundary:
