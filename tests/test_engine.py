@@ -194,3 +194,16 @@ def test_restore_to_a_new_name_gets_a_new_name_and_mac(base: Container) -> None:
     assert (twin.directory / "rootfs/etc/hostname").read_text() == "twin\n"
     base.snapshot_restore("snap0")  # in place: name and MAC kept
     assert base.get_config_item("lxc.net.0.hwaddr") == ["00:16:3e:12:34:56"]
+
+
+def test_best_says_which_backend_it_chose_and_why_not_the_others(lxcpath: Path) -> None:
+    messages: list[str] = []
+    c = Container("c1", lxcpath, notify=messages.append)
+    c.create("busybox", "best")
+    (line,) = [m for m in messages if m.startswith("created c1")]
+    assert f"created c1 on {c.rootfs.backend}" in line and "chosen from -B best" in line
+    registry = c._ctx.registry
+    ahead = [b.name for b in registry.best_candidates()]
+    skipped = ahead[: ahead.index(c.rootfs.backend)]
+    for name in skipped:  # every better-ranked backend is named with its reason
+        assert f"{name}: " in line

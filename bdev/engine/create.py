@@ -67,7 +67,8 @@ def create(
     with ctx.locked(ref):
         if ctx.store.exists(ref):
             raise AlreadyExists(f"container already exists in {ref.lxcpath}", container=ref.name)
-        chosen = choose_backend(ctx.registry, spec, ref.placement, options)
+        passed_over: list[str] = []
+        chosen = choose_backend(ctx.registry, spec, ref.placement, options, passed_over)
         rootfs = chosen.parse(chosen.default_source(ref.placement, options))  # refuses bad paths now
         with new_container(ctx, ref, "create") as new:
             new.intend_rootfs(rootfs)
@@ -93,7 +94,7 @@ def create(
             final.set_uts_name(ref.name)
             final.save(ref.config_path)
     how = f"from template {template}" if template else "empty"
-    ctx.notify(f"created {ref.name} on {chosen.name} ({how}) at {ref.directory}")
+    ctx.notify(f"created {ref.name} on {chosen.name} ({how}) at {ref.directory}{_why(spec, chosen, passed_over)}")
 
 
 def _default_config(ctx: Context) -> LxcConfig:
@@ -109,3 +110,11 @@ def _expand_mac_placeholders(key: str, value: str) -> tuple[str, str]:
     if key.endswith(".hwaddr") and any(c in "xX" for c in value):
         return key, expand_hwaddr(value)
     return key, value
+
+
+def _why(spec: str, chosen: object, passed_over: list[str]) -> str:
+    """For ``best`` and lists: which backend was chosen and why the earlier ones were not."""
+    if "," not in spec and spec.strip().lower() != "best":
+        return ""
+    skipped = f"; passed over {'; '.join(passed_over)}" if passed_over else ""
+    return f" (chosen from -B {spec}{skipped})"

@@ -28,10 +28,19 @@ class ClonePlan:
     note: str = ""
 
 
-def choose_backend(registry: Registry, spec: str, placement: Placement, options: CreateOptions) -> Backend:
+def choose_backend(
+    registry: Registry,
+    spec: str,
+    placement: Placement,
+    options: CreateOptions,
+    passed_over: list[str] | None = None,
+) -> Backend:
     """The backend for ``spec``: a name or alias, ``best``, or a comma list tried in order
     (LXC's ``-B lvm,dir``).  A single name that cannot work here is refused with its reasons;
     in a list, the first that works wins and all reasons are given if none does.
+
+    :param passed_over: receives ``"<name>: <reason>"`` for each candidate skipped before the
+        chosen one, so the caller can say why it was not used.
 
     :raises NotFound: a name no plugin offers.
     :raises BackendUnavailable: nothing named can work at ``placement``.
@@ -49,6 +58,8 @@ def choose_backend(registry: Registry, spec: str, placement: Placement, options:
     for backend in candidates:
         problems = _problems_at(backend, placement, options)
         if not problems:
+            if passed_over is not None:
+                passed_over.extend(reasons)
             return backend
         reasons.extend(f"{backend.name}: {p}" for p in problems)
     if len(candidates) == 1:
