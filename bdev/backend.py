@@ -199,9 +199,12 @@ class Backend:
         layers = self.capabilities.layers_over
         return source_backend.name != self.name and ("*" in layers or source_backend.name in layers)
 
-    def snapshot_refusal(self, source: Rootfs, source_backend: "Backend", placement: Placement) -> str | None:
-        """Why :meth:`snapshot` cannot clone ``source`` (of ``source_backend``) to ``placement``,
-        or None if it can.  The default: this backend has no native snapshot."""
+    def snapshot_refusal(
+        self, source: Rootfs, source_backend: "Backend", placement: Placement, options: CreateOptions | None = None
+    ) -> str | None:
+        """Why :meth:`snapshot` cannot clone ``source`` (of ``source_backend``) to ``placement``
+        with ``options`` (``--dir``, pool settings), or None if it can.  The default: this
+        backend has no native snapshot."""
         if source_backend.name == self.name:
             return None if self.capabilities.native_snapshot else f"the {self.name} backend has no native snapshot"
         if not self.layers_over(source_backend):

@@ -471,3 +471,15 @@ def test_clone_snapshot_of_dir_becomes_a_layer_as_in_lxc(lxcpath: Path, origin: 
     assert (lxcpath / "a" / "lxc_snapshots").read_text() == f"{lxcpath}\nb\n"
     refused = bdev(lxcpath, "destroy", "a")
     assert refused.exit_code == 1 and "depend" in one_error_line(refused)
+
+
+def test_backend_options_reach_the_backend_and_bad_ones_are_refused(lxcpath: Path, tmp_path: Path) -> None:
+    """``-O KEY=VALUE`` lands in CreateOptions.extra; dir reads ``dir`` from it."""
+    elsewhere = tmp_path / "elsewhere"
+    result = bdev(lxcpath, "create", "c1", "-t", "busybox", "-O", f"dir={elsewhere}")
+    assert result.exit_code == 0, result.stderr
+    assert config_values(lxcpath / "c1", "lxc.rootfs.path") == [f"dir:{elsewhere}"]
+    for bad in ("novalue", "=x", "Upper=x", "k="):
+        refused = bdev(lxcpath, "create", "c2", "-t", "busybox", "-O", bad)
+        assert refused.exit_code == 2 and "KEY=VALUE" in one_error_line(refused)
+    assert entries(lxcpath) == ["c1"]

@@ -63,6 +63,22 @@ def create_options(fstype: str | None, fssize: int | None, extra: Mapping[str, s
     return CreateOptions(fstype=fstype, fssize=fssize, extra=given)
 
 
+def backend_option(_ctx: object, _param: object, values: tuple[str, ...]) -> dict[str, str]:
+    """Click callback for ``-O KEY=VALUE`` (repeatable): backend settings the fixed options do
+    not cover (``-O btrfspool=/srv/pool``), passed to the backend in ``CreateOptions.extra``."""
+    found: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_.-]*", key) or not value.strip():
+            raise InvalidInput(f"-O {item!r} is not KEY=VALUE (a lower-case key and a non-empty value)")
+        found[key] = value
+    return found
+
+
+BACKEND_OPTION_HELP = "A backend setting KEY=VALUE (repeatable), e.g. -O btrfspool=/srv/pool; see the backend's docs."
+
+
 def read_config_file(path: str) -> list[tuple[str, str]]:
     """``key = value`` entries of an extra config file (``lxc-create -f``), in order.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ..errors import Busy, HasDependents
+from ..errors import BdevError, Busy, HasDependents, from_os_error
 from ..fsops import remove_tree
 from ..records import Rootfs
 from ..store import deps
@@ -52,6 +52,15 @@ def _refuse_dependents(ctx: Context, ref: ContainerRef) -> None:
 
 def destroy_locked(ctx: Context, ref: ContainerRef) -> None:
     """Destroy one container or snapshot directory, its rootfs and its dependency records."""
+    try:
+        _destroy_locked(ctx, ref)
+    except BdevError as exc:
+        raise exc.about(container=ref.label)
+    except OSError as exc:
+        raise from_os_error(exc, container=ref.label) from exc
+
+
+def _destroy_locked(ctx: Context, ref: ContainerRef) -> None:
     _refuse_dependents(ctx, ref)
     rootfs = ctx.store.rootfs_of(ref)
     origin = ctx.store.origin(ref)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AlreadyExists
+from ..errors import AlreadyExists, from_os_error
 from ..fsops import remove_tree
 from ..records import Rootfs
 from ..store import deps
@@ -59,19 +59,22 @@ def new_container(ctx: "Context", ref: ContainerRef, op: str) -> Iterator[NewCon
         raise AlreadyExists(f"container already exists in {ref.lxcpath}", container=ref.label) from None
     os.chmod(ref.directory, 0o770)
     partial_fd = os.open(ref.file(PARTIAL), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    intent: dict = {"op": op}
     try:
         _try_lock(partial_fd, fcntl.F_WRLCK)
         journal = Journal.begin(ref.file(JOURNAL), op)
-        try:
-            yield NewContainer(ref, journal)
-        except BaseException:
-            undo_new_container(ctx, ref, journal.data)
-            for directory in reversed(made_lxcpath):  # an lxcpath this operation made, if still empty
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
-            raise
+        intent = journal.data
+        yield NewContainer(ref, journal)
         journal.finish()
         os.unlink(ref.file(PARTIAL))
+    except BaseException as exc:
+        undo_new_container(ctx, ref, intent)
+        for directory in reversed(made_lxcpath):  # an lxcpath (or snaps/) this operation made, if still empty
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        if isinstance(exc, OSError):
+            raise from_os_error(exc, container=ref.label) from exc
+        raise
     finally:
         os.close(partial_fd)
 

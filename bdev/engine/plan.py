@@ -8,6 +8,8 @@ created, so a refusal leaves nothing behind.  :func:`execute` then carries the p
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, replace
 
 from ..backend import Backend
@@ -105,7 +107,7 @@ def plan_clone(
     """
     if target_spec is None:
         target = source_backend
-        if snapshot and not keep_backend and source_backend.snapshot_refusal(source, source_backend, placement):
+        if snapshot and not keep_backend and snapshot_refusal(source_backend, source, source_backend, placement, options):
             layered = [
                 e.backend
                 for e in registry.backend_entries()
@@ -119,7 +121,7 @@ def plan_clone(
     else:
         target = choose_backend(registry, target_spec, placement, options)
 
-    refusal = target.snapshot_refusal(source, source_backend, placement)
+    refusal = snapshot_refusal(target, source, source_backend, placement, options)
     if snapshot:
         if refusal is None:
             return ClonePlan("snapshot" if target.name == source_backend.name else "layer", target)
@@ -129,6 +131,23 @@ def plan_clone(
     if refusal is None and target.name == source_backend.name and target.capabilities.copy_by_snapshot:
         return ClonePlan("snapshot", target, note=f"a {target.name} snapshot is an independent copy")
     return ClonePlan("copy", target)
+
+
+def snapshot_refusal(
+    backend: Backend, source: Rootfs, source_backend: Backend, placement: Placement, options: CreateOptions
+) -> str | None:
+    """``backend.snapshot_refusal(...)``, passing ``options`` only to implementations that
+    accept it: a plugin written before the parameter existed keeps working (as pluggy lets a
+    hook implementation take fewer arguments than its specification)."""
+    if _accepts_options(type(backend).snapshot_refusal):
+        return backend.snapshot_refusal(source, source_backend, placement, options)
+    return backend.snapshot_refusal(source, source_backend, placement)
+
+
+@functools.cache
+def _accepts_options(method: object) -> bool:
+    parameters = inspect.signature(method).parameters  # type: ignore[arg-type]
+    return "options" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def target_rootfs(plan: ClonePlan, placement: Placement, options: CreateOptions) -> Rootfs:

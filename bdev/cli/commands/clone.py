@@ -19,6 +19,8 @@ from ..session import get_session
 @click.option("-M", "--keepmac", is_flag=True, help="Keep MAC addresses instead of making new random ones.")
 @click.option("--fssize", metavar="SIZE", help="Size for a block-backed clone: bytes, or with a K/M/G/T suffix.")
 @click.option("--to-lxcpath", metavar="PATH", help="Create the clone in this lxcpath (default: the origin's).")
+@click.option("-O", "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
+              callback=opts.backend_option, help=opts.BACKEND_OPTION_HELP)
 def clone(
     orig: str,
     new: str,
@@ -29,6 +31,7 @@ def clone(
     keepmac: bool,
     fssize: str | None,
     to_lxcpath: str | None,
+    backend_options: dict[str, str],
 ) -> None:
     """Clone container ORIG into NEW."""
     session = get_session()
@@ -38,7 +41,7 @@ def clone(
         from ...errors import InvalidInput
 
         raise InvalidInput("a clone takes one backend, not a list")
-    options = opts.create_options(None, size, {})
+    options = opts.create_options(None, size, backend_options)
     origin = session.container(orig)
     session.container(new, to_lxcpath)  # validates NEW before anything happens
     origin.clone(

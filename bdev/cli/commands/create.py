@@ -25,6 +25,8 @@ from ..session import get_session
 @click.option("--rbdpool", help="rbd: pool.")
 @click.option("--source", metavar="PATH", help="Copy the rootfs from a directory or tarball instead of a template.")
 @click.option("-f", "--config", "config_file", metavar="FILE", help="Extra config file whose entries are appended.")
+@click.option("-O", "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
+              callback=opts.backend_option, help=opts.BACKEND_OPTION_HELP)
 @click.argument("template_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- TEMPLATE_ARGS...]")
 def create(
     name: str,
@@ -41,6 +43,7 @@ def create(
     rbdpool: str | None,
     source: str | None,
     config_file: str | None,
+    backend_options: dict[str, str],
     template_args: tuple[str, ...],
 ) -> None:
     """Create container NAME.
@@ -52,7 +55,7 @@ def create(
     size = opts.parse_fssize(fssize)
     backend = opts.parse_backend(backend_text) or "dir"
     extra = {"zfsroot": zfsroot, "vgname": vgname, "lvname": lvname, "thinpool": thinpool,
-             "dir": rootfs_dir, "rbdname": rbdname, "rbdpool": rbdpool}
+             "dir": rootfs_dir, "rbdname": rbdname, "rbdpool": rbdpool, **backend_options}
     options = opts.create_options(fstype, size, extra)
     if template and source:
         raise InvalidInput("give either --template or --source, not both")

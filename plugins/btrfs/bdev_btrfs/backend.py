@@ -276,7 +276,9 @@ class BtrfsBackend(Backend):
         another backend, arrive as plain directories of the one new subvolume."""
         return super().copy_from(source_path, placement, options, progress)
 
-    def snapshot_refusal(self, source: Rootfs, source_backend: Backend, placement: Placement) -> str | None:
+    def snapshot_refusal(
+        self, source: Rootfs, source_backend: Backend, placement: Placement, options: CreateOptions | None = None
+    ) -> str | None:
         """A snapshot needs a btrfs source that is a subvolume and a target directory on the
         same btrfs filesystem; otherwise the core copies where that is allowed."""
         if source_backend.name != self.name:

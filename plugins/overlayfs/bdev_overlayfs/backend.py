@@ -249,10 +249,12 @@ class OverlayBackend(Backend):
             )
         return super().copy_from(source_path, placement, options, progress)
 
-    def snapshot_refusal(self, source: Rootfs, source_backend: Backend, placement: Placement) -> str | None:
+    def snapshot_refusal(
+        self, source: Rootfs, source_backend: Backend, placement: Placement, options: CreateOptions | None = None
+    ) -> str | None:
         """Overlay clones layer over any backend; an ordinary user cannot layer over storage
         that must be mounted."""
-        refusal = super().snapshot_refusal(source, source_backend, placement)
+        refusal = super().snapshot_refusal(source, source_backend, placement, options)
         if refusal:
             return refusal
         if source_backend.name != self.name and not can_mount_here() and source_backend.data_path(source) is None:
