@@ -58,10 +58,14 @@ def backend_record(entry: "BackendEntry") -> dict[str, Any]:
     }
 
 
+_KIND_WORDS = {"tool": "", "python-module": "python ", "kernel-filesystem": "kernel "}
+
+
 def _needs(requirement: dict[str, Any]) -> str:
-    """``mkfs.btrfs``, ``btrfsutil?`` (optional), ``!zfs`` (missing)."""
-    text = str(requirement["name"]) + ("?" if requirement["optional"] else "")
-    return text if requirement["met"] else "!" + text
+    """``mkfs.btrfs``, ``python btrfsutil (optional)``, ``kernel zfs (missing)``."""
+    text = _KIND_WORDS.get(str(requirement["kind"]), "") + str(requirement["name"])
+    notes = [word for word, flag in (("optional", requirement["optional"]), ("missing", not requirement["met"])) if flag]
+    return f"{text} ({', '.join(notes)})" if notes else text
 
 
 @click.command("backends")
@@ -88,19 +92,15 @@ def backends(output_format: str) -> None:
             "problems": [{"plugin": p.plugin, "message": p.message} for p in registry.problems],
         })
         return
-    rows = [
-        (
-            r["name"],
-            ",".join(r["aliases"]),
-            "yes" if r["usable"] else "no",
-            r["plugin"],
-            r["implementation"],
-            ",".join(r["capabilities"]),
-            ",".join(_needs(q) for q in r["requires"]),
-        )
-        for r in records
-    ]
-    click.echo(table(("NAME", "ALIASES", "USABLE", "PLUGIN", "IMPLEMENTATION", "CAPABILITIES", "NEEDS"), rows))
+    rows = [(r["name"], ",".join(r["aliases"]) or "-", "yes" if r["usable"] else "no", r["plugin"]) for r in records]
+    click.echo(table(("NAME", "ALIASES", "USABLE", "PLUGIN"), rows))
+    for r in records:
+        click.echo(f"\n{r['name']}: {r['description']}")
+        click.echo(f"  capabilities:   {', '.join(r['capabilities']) or '-'}")
+        if r["implementation"]:
+            click.echo(f"  implementation: {r['implementation']}")
+        if r["requires"]:
+            click.echo(f"  needs:          {', '.join(_needs(q) for q in r['requires'])}")
     unusable = [r for r in records if not r["usable"]]
     if unusable:
         click.echo("\nNot usable here:")

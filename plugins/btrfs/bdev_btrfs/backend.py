@@ -140,7 +140,10 @@ class BtrfsBackend(Backend):
             return pool.problem()
         anchor = _fs.nearest_existing(target.parent)
         if not _fs.is_btrfs(anchor):
-            return f"{anchor} is on {_fs.filesystem_name(anchor)}, not btrfs"
+            return (
+                f"{anchor} is on {_fs.filesystem_name(anchor)}, not btrfs "
+                "(for instant snapshots anyway, set lxc.bdev.btrfs.pool = DIR in lxc.conf: a loop-file btrfs pool)"
+            )
         mount = _fs.mount_of(anchor)
         if mount is not None and mount.options[:1] == ("ro",):
             return f"{anchor} is on a read-only mount ({mount.describe()})"
