@@ -109,6 +109,9 @@ class Capabilities:
     :param unprivileged: works for an ordinary user (in a user namespace where needed).
     :param can_backup: ``lxc-snapshot`` may snapshot it (LXC's ``can_backup``).
     :param sized: honours ``--fssize``.
+    :param read_only: the rootfs is an immutable image (squashfs, erofs): it is written once,
+        when created from a source tree, and containers that must change run as layered clones
+        (overlay) on top of it; write tests are skipped for it.
     :param copy_by_snapshot: a snapshot of this backend shares nothing visible with its origin
         (btrfs), so the core snapshots even when a plain copy was asked for (as LXC does for
         btrfs on one filesystem).
@@ -124,6 +127,7 @@ class Capabilities:
     can_backup: bool = True
     sized: bool = False
     copy_by_snapshot: bool = False
+    read_only: bool = False
 
     def flags(self) -> list[str]:
         """The set flags as short words, for listings."""
@@ -137,6 +141,7 @@ class Capabilities:
             "can_backup",
             "sized",
             "copy_by_snapshot",
+            "read_only",
         ]
         out = [n for n in names if getattr(self, n)]
         if self.layers_over:
