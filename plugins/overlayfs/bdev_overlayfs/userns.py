@@ -4,7 +4,7 @@ An ordinary user cannot mount in the machine's mount namespace, but may create a
 namespace (mapping itself to root there) with a private mount namespace, and mount an overlay
 in it with ``userxattr`` (overlayfs keeps its attributes under ``user.overlay.``).  The helper
 is a forked child that does exactly that and then waits; the caller reaches the mount through
-``/proc/<helper>/root/<mount point>`` (the same user may look into its own process's mount
+the helper's root directory link in ``/proc/<helper>`` joined with the mount point (the same user may look into its own process's mount
 namespace).  Closing the pipe ends the helper, and the namespace and its mount go with it, so
 nothing can be left mounted, even if the caller is killed.
 
