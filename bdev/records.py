@@ -39,6 +39,12 @@ class Placement:
     (``rootfs_dir``, ``path('rootdev')``, ``storage_name``) so the core can stage any backend.
     ``near`` is the source of the live rootfs a staged one will be swapped with: a backend puts
     staged storage beside it (same directory, filesystem or pool), so the swap can be atomic.
+
+    :param lxcpath: the directory holding the container directory.
+    :param name: the container (or snapshot) name.
+    :param owner: for a snapshot, the container it belongs to.
+    :param stage: None for real storage, else the hidden staged sibling's purpose (``restore``).
+    :param near: see above.
     """
 
     lxcpath: Path

@@ -4,7 +4,9 @@ offers typed look-ups of backends and templates.
 Loading never fails as a whole: a plugin that cannot be imported, raises in a hook, or offers
 a name another plugin already took is recorded as a :class:`PluginProblem` naming it, and the
 rest load.  ``BDEV_DISABLE_PLUGINS=zfs,lvm`` (entry-point names, comma or space separated)
-keeps named plugins from loading at all.
+keeps named plugins from loading at all.  ``BDEV_TRACE=1`` (or ``BDEV_TRACE=hooks``) traces
+every hook call on standard error through pluggy's tracing: which plugin's hook is called and
+what it returned.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import importlib.metadata as md
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +31,8 @@ from .templates import Template
 log = logging.getLogger("bdev.registry")
 
 DISABLE_ENV = "BDEV_DISABLE_PLUGINS"
+TRACE_ENV = "BDEV_TRACE"
+TRACE_PREFIX = "bdev trace: "
 
 
 @dataclass(frozen=True)
@@ -210,10 +215,29 @@ def disabled_plugins(environ: Mapping[str, str] | None = None) -> set[str]:
     return {n for n in re.split(r"[,\s]+", raw) if n}
 
 
-def make_plugin_manager() -> pluggy.PluginManager:
-    """A fresh plugin manager with bdev's hook specifications."""
+def tracing_requested(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``BDEV_TRACE`` asks for hook calls to be traced (``1``, ``hooks``, ``all``, or
+    a comma list holding ``hooks``)."""
+    raw = (environ if environ is not None else os.environ).get(TRACE_ENV, "")
+    words = {w.lower() for w in re.split(r"[,\s]+", raw) if w}
+    return bool(words & {"1", "yes", "true", "all", "hooks"})
+
+
+def _trace_writer(text: str) -> None:
+    """Write one pluggy trace message to standard error, each line marked as bdev's."""
+    for line in text.splitlines():
+        sys.stderr.write(f"{TRACE_PREFIX}{line}\n")
+    sys.stderr.flush()
+
+
+def make_plugin_manager(*, trace: bool | None = None) -> pluggy.PluginManager:
+    """A fresh plugin manager with bdev's hook specifications; ``trace`` (default: from
+    ``BDEV_TRACE``) sends pluggy's hook-call tracing to standard error."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    if trace if trace is not None else tracing_requested():
+        pm.trace.root.setwriter(_trace_writer)
+        pm.enable_tracing()
     return pm
 
 
@@ -272,11 +296,19 @@ def load_registry(
 
 
 def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry, add: Any) -> None:
-    """Call ``hook_name`` on each plugin separately, so one failing plugin is named and skipped."""
+    """Call ``hook_name`` on each plugin separately, so one failing plugin is named and skipped.
+
+    Each call goes through pluggy (a caller restricted to one plugin), so ``BDEV_TRACE`` sees it.
+    """
     caller = getattr(pm.hook, hook_name)
-    for impl in caller.get_hookimpls():  # registration order (pluggy calls them reversed)
+    impls = caller.get_hookimpls()  # registration order (pluggy calls them reversed)
+    hooktrace = pm.trace.root.get("hook")
+    for impl in impls:
+        others = [other.plugin for other in impls if other.plugin is not impl.plugin]
         try:
-            items = impl.function() or ()
+            hooktrace(f"{hook_name} of plugin {impl.plugin_name}")
+            results = pm.subset_hook_caller(hook_name, remove_plugins=others)()
+            items = (results[0] if results else None) or ()
             for item in items:
                 add(item, impl.plugin_name)
         except Exception as exc:

@@ -11,7 +11,7 @@ from typing import NoReturn
 import click
 
 from . import logsetup
-from .commands import clone, create, destroy, inspect, plugins, snapshot, storage
+from .commands import clone, create, destroy, inspect, plugins, scaffold, snapshot, storage
 from .errors import GuardedGroup, run
 from .session import Session
 
@@ -52,6 +52,7 @@ cli.add_command(plugins.backends)
 cli.add_command(plugins.templates)
 cli.add_command(storage.resize)
 cli.add_command(storage.diff)
+cli.add_command(scaffold.plugin)
 
 
 def main() -> NoReturn:

@@ -97,12 +97,16 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
         faults.checkpoint("restore:after-stage")
         try:
             backend.swap(live, outcome.rootfs)
-        except OSError as exc:
+        except BaseException as exc:  # the backend's failure, whatever it is: undo, then explain
             rollback_or_finish_restore(ctx, ref, journal)
-            raise BdevError(
-                f"cannot swap the restored rootfs into place ({exc.strerror}); the container is unchanged",
-                container=ref.name, backend=backend.name,
-            ) from None
+            if isinstance(exc, BdevError):
+                raise exc.about(container=ref.name, backend=backend.name)
+            if isinstance(exc, OSError):
+                raise BdevError(
+                    f"cannot swap the restored rootfs into place ({exc.strerror}); the container is unchanged",
+                    container=ref.name, backend=backend.name,
+                ) from None
+            raise
         faults.checkpoint("restore:after-swap")
         copy_container_files(new_config, snap, ref)
         new_config.save(ref.config_path)

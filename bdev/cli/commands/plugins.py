@@ -10,7 +10,7 @@ from ..output import emit_json, format_option, table
 from ..session import Session, get_session
 
 if TYPE_CHECKING:
-    from ...registry import BackendEntry
+    from ...registry import BackendEntry, PluginInfo
 
 
 def version_text(session: Session) -> str:
@@ -35,9 +35,21 @@ def _call(label: str, function: Any, default: Any) -> tuple[Any, str | None]:
         return default, f"{label} failed: {type(exc).__name__}: {exc}"
 
 
-def backend_record(entry: "BackendEntry") -> dict[str, Any]:
-    """The JSON record of one backend (see ``bdev backends --help``)."""
+def _origin(entry: "BackendEntry", plugins: "list[PluginInfo]") -> tuple[str | None, str | None]:
+    """The distribution and version the backend's plugin came from (None, None for a plugin
+    registered by hand rather than through an entry point)."""
+    for plugin in plugins:
+        if plugin.name == entry.plugin:
+            return plugin.distribution, plugin.version
+    return None, None
+
+
+def backend_record(entry: "BackendEntry", plugins: "list[PluginInfo] | None" = None) -> dict[str, Any]:
+    """The JSON record of one backend (see ``bdev backends --help``); ``plugins`` (the
+    registry's) gives the distribution and version it came from."""
     from ...requirements import describe
+
+    distribution, version = _origin(entry, plugins or [])
 
     backend = entry.backend
     reasons, failure = _call("availability check", backend.unavailable_reasons, [])
@@ -55,6 +67,8 @@ def backend_record(entry: "BackendEntry") -> dict[str, Any]:
         "implementation": implementation or None,
         "requires": [describe(r) for r in backend.requires],
         "plugin": entry.plugin,
+        "distribution": distribution,
+        "version": version,
     }
 
 
@@ -68,6 +82,13 @@ def _needs(requirement: dict[str, Any]) -> str:
     return f"{text} ({', '.join(notes)})" if notes else text
 
 
+def _from(record: dict[str, Any]) -> str:
+    """``bdev-dir 0.1.0``, or a note for a plugin that no distribution installed."""
+    if not record["distribution"]:
+        return "not from an installed distribution"
+    return f"{record['distribution']} {record['version'] or ''}".rstrip()
+
+
 @click.command("backends")
 @format_option
 def backends(output_format: str) -> None:
@@ -77,11 +98,12 @@ def backends(output_format: str) -> None:
     JSON: {"backends": [{"name", "aliases", "description", "usable" (bool),
     "unavailable_reasons" (list), "capabilities" (list of flags), "implementation" (or null),
     "requires": [{"kind" (tool, python-module, kernel-filesystem), "name", "package" (or null),
-    "optional", "met"}], "plugin"}], "plugins": [{"name", "distribution", "version", "status" (loaded, disabled,
+    "optional", "met"}], "plugin" (entry-point name), "distribution" (or null), "version" (or
+    null)}], "plugins": [{"name", "distribution", "version", "status" (loaded, disabled,
     failed)}], "problems": [{"plugin", "message"}]}.
     """
     registry = get_session().registry
-    records = [backend_record(e) for e in registry.backend_entries()]
+    records = [backend_record(e, registry.plugins) for e in registry.backend_entries()]
     if output_format == "json":
         emit_json({
             "backends": records,
@@ -96,11 +118,14 @@ def backends(output_format: str) -> None:
     click.echo(table(("NAME", "ALIASES", "USABLE", "PLUGIN"), rows))
     for r in records:
         click.echo(f"\n{r['name']}: {r['description']}")
+        click.echo(f"  from:           plugin {r['plugin']}, {_from(r)}")
         click.echo(f"  capabilities:   {', '.join(r['capabilities']) or '-'}")
         if r["implementation"]:
             click.echo(f"  implementation: {r['implementation']}")
         if r["requires"]:
             click.echo(f"  needs:          {', '.join(_needs(q) for q in r['requires'])}")
+        if not r["usable"]:
+            click.echo(f"  unusable here:  {'; '.join(r['unavailable_reasons'])}")
     unusable = [r for r in records if not r["usable"]]
     if unusable:
         click.echo("\nNot usable here:")
