@@ -45,6 +45,8 @@ class Backend:
       directory as LXC >= 2.1 does.
     * ``best_priority``: order tried by ``-B best`` (LXC: btrfs, zfs, lvm, dir; lower first);
       None means ``best`` never picks it.
+    * ``time_granularity_ns``: the finest modification-time step the backend's filesystem
+      keeps (1 ns usually; squashfs keeps whole seconds); tests compare times at that step.
 
     :param settings: the global ``lxc.conf`` values (``lxc.bdev.zfs.root`` ...), read-only.
 
@@ -60,6 +62,7 @@ class Backend:
     requires: ClassVar[tuple[Requirement, ...]] = ()
     detect_priority: ClassVar[int | None] = None
     best_priority: ClassVar[int | None] = None
+    time_granularity_ns: ClassVar[int] = 1
 
     def __init__(self, settings: Mapping[str, str] | None = None):
         self.settings: Mapping[str, str] = dict(settings or {})

@@ -149,11 +149,20 @@ def describe_tree(path: Path, *, content: bool = True) -> dict[str, Entry]:
     return out
 
 
-def tree_differences(a: Path, b: Path, *, ignore_times_of: Iterable[str] = (), content: bool = True) -> list[str]:
+def tree_differences(
+    a: Path,
+    b: Path,
+    *,
+    ignore_times_of: Iterable[str] = (),
+    content: bool = True,
+    time_granularity_ns: int = 1,
+) -> list[str]:
     """Human-readable differences between the trees ``a`` and ``b``, empty when equal.
 
     :param ignore_times_of: relative paths (``.`` for the top) whose ``mtime_ns`` is not
         compared.
+    :param time_granularity_ns: compare modification times truncated to this step (a
+        filesystem such as squashfs keeps whole seconds: ``1_000_000_000``).
     """
     left = describe_tree(a, content=content)
     right = describe_tree(b, content=content)
@@ -168,6 +177,10 @@ def tree_differences(a: Path, b: Path, *, ignore_times_of: Iterable[str] = (), c
             mine, theirs = left[rel], right[rel]
             if rel in skip_times:
                 theirs = replace(theirs, mtime_ns=mine.mtime_ns)
+            elif time_granularity_ns > 1 and mine.mtime_ns is not None and theirs.mtime_ns is not None:
+                step = time_granularity_ns
+                mine = replace(mine, mtime_ns=mine.mtime_ns // step * step)
+                theirs = replace(theirs, mtime_ns=theirs.mtime_ns // step * step)
             diffs = mine.differences(theirs)
             if diffs:
                 problems.append(f"{rel}: " + "; ".join(diffs))
