@@ -28,7 +28,9 @@ from .errors import from_os_error
 from .records import Change, CloneOutcome, CreateOptions, Rootfs, Usage
 
 if TYPE_CHECKING:
+    from .engine.context import Context
     from .registry import Registry
+    from .store.layout import ContainerRef
 
 Notify = Callable[[str], None]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -317,6 +319,13 @@ class Container:
     def __repr__(self) -> str:
         return f"Container({self.name!r}, lxcpath={str(self.lxcpath)!r})"
 
+    @classmethod
+    def _in_context(cls, ctx: "Context", ref: "ContainerRef") -> "Container":
+        """A container sharing ``ctx`` (settings, registry: loaded once, lazily)."""
+        made = cls.__new__(cls)
+        made._ctx, made._ref, made.outcome = ctx, ref, None
+        return made
+
 
 def list_containers(lxcpath: str | os.PathLike[str] | None = None, *, registry: "Registry | None" = None) -> list[Container]:
     """Every container of ``lxcpath`` (directories holding a loadable ``config``), sorted."""
@@ -328,7 +337,7 @@ def list_containers(lxcpath: str | os.PathLike[str] | None = None, *, registry: 
         refs = ctx.store.list_refs(ctx.lxcpath)
     except OSError as exc:
         raise from_os_error(exc) from exc
-    return [Container(ref.name, ref.lxcpath, registry=ctx.registry) for ref in refs]
+    return [Container._in_context(ctx, ref) for ref in refs]
 
 
 __all__ = ["Container", "SnapshotInfo", "list_containers", "CloneOutcome"]

@@ -88,4 +88,4 @@ def containers(session: "Session", lxcpath: str | None = None) -> list["Containe
         from ..errors import from_os_error
 
         raise from_os_error(exc) from exc
-    return list_containers(path, registry=session.registry)
+    return list_containers(path)  # plugins load only if a rootfs must be interpreted

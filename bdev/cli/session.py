@@ -39,10 +39,10 @@ class Session:
 
     @cached_property
     def registry(self) -> "Registry":
-        """The plugin registry, loaded with the global settings."""
-        from ..registry import load_registry
+        """The plugin registry, loaded with the global settings (once per process)."""
+        from ..engine.context import default_registry
 
-        return load_registry(self.settings)
+        return default_registry(self.settings)
 
     def lxcpath(self, option: str | os.PathLike[str] | None = None) -> Path:
         """``option`` (default: the ``-P`` given) resolved like LXC, or LXC's default lxcpath."""
@@ -70,7 +70,7 @@ class Session:
         """
         from ..api import Container
 
-        return Container(name, self.lxcpath(lxcpath), registry=self.registry, notify=self.notify)
+        return Container(name, self.lxcpath(lxcpath), notify=self.notify)  # the registry loads when needed
 
 
 def get_session(ctx: click.Context | None = None) -> Session:
