@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   python3 python3-venv python3-pip python3-btrfsutil python3-lxc
   btrfs-progs xfsprogs e2fsprogs util-linux mount rsync attr acl
-  busybox-static uidmap lxc libcap2-bin squashfs-tools
+  busybox-static uidmap lxc libcap2-bin squashfs-tools zfs-fuse
 )
 
 if [ "$(id -u)" -ne 0 ]; then

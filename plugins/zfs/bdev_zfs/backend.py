@@ -1,0 +1,454 @@
+"""The zfs backend: the rootfs is the dataset ``<root>/<name>`` (``zfs:<root>/<name>``) with
+``mountpoint=<lxcpath>/<name>/rootfs`` and ``canmount=noauto``, as LXC writes it.
+
+* The root is ``--zfsroot``, else ``lxc.bdev.zfs.root``, else ``lxc``.
+* Snapshot clones (and container snapshots) are ``zfs snapshot <src>@<new name>`` plus
+  ``zfs clone``, and the new dataset is named from the placement's ``storage_name``
+  (``web1.snap0``), so two containers' ``snap0`` never collide.
+* Destroying a dataset whose snapshots still have clones renames it under
+  ``<root>/.bdev-deleted/`` (unmountable) and it is destroyed when its last clone goes.
+* Mounting goes through ``zfs mount`` and the ``mountpoint`` property when the kernel has no
+  zfs filesystem (zfs-fuse); ``mount -t zfs`` otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from bdev import Backend, Capabilities, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
+from bdev.command import run
+from bdev.errors import AlreadyExists, BdevError, InvalidInput
+from bdev.requirements import Tool
+
+from . import _cli
+from ._cli import zfs
+
+log = logging.getLogger("bdev.zfs")
+DELETED = ".bdev-deleted"
+HOME_PROP = "bdev:mountpoint"
+SWAP_PROP = "bdev:swap-with"
+
+
+def _kernel_zfs() -> bool:
+    try:
+        with open("/proc/filesystems") as f:
+            return any(line.split()[-1:] == ["zfs"] for line in f)
+    except OSError:
+        return False
+
+
+def _mounted_dataset(path: Path) -> str | None:
+    """The dataset mounted exactly at ``path`` (kernel ZFS or zfs-fuse), or None."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    for line in reversed(lines):
+        fields = line.split(" ")
+        sep = fields.index("-")
+        mountpoint = fields[4].encode().decode("unicode_escape")
+        if mountpoint == target and fields[sep + 1] in ("zfs", "fuse.zfs"):
+            return fields[sep + 2]
+    return None
+
+
+class ZfsBackend(Backend):
+    """A rootfs that is a ZFS dataset under a configurable root dataset."""
+
+    name = "zfs"
+    description = "a ZFS dataset under lxc.bdev.zfs.root; snapshot clones, kernel ZFS or zfs-fuse"
+    capabilities = Capabilities(native_snapshot=True, needs_pool=True, needs_mount=True, can_backup=True)
+    requires = (Tool("zfs", package="zfs-fuse"), Tool("zpool", package="zfs-fuse"))
+    detect_priority = 20
+    best_priority = 20
+    time_granularity_ns = 1_000_000_000  # zfs-fuse keeps whole seconds; kernel ZFS: see __init__
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        if _kernel_zfs():
+            self.time_granularity_ns = 1
+
+    # ------------------------------------------------------------------ availability
+
+    def unavailable_reasons(self) -> list[str]:
+        """The zfs tools are missing, or no ZFS (kernel module or zfs-fuse daemon) answers."""
+        reasons = super().unavailable_reasons()
+        if not reasons:
+            problem = _cli.probe()
+            if problem:
+                reasons.append(problem)
+        return reasons
+
+    def implementation(self) -> str:
+        """``kernel ZFS (zfs CLI)`` or ``zfs-fuse (zfs CLI)``."""
+        return "kernel ZFS (zfs CLI)" if _kernel_zfs() else "zfs-fuse (zfs CLI; mounts through zfs mount)"
+
+    def root(self, options: CreateOptions | None = None) -> str:
+        """The parent dataset of new rootfs: ``--zfsroot``, ``lxc.bdev.zfs.root``, or ``lxc``."""
+        extra = options.extra if options is not None else {}
+        value = extra.get("zfsroot") or self.settings.get("lxc.bdev.zfs.root") or "lxc"
+        return value.strip("/")
+
+    def refusal_at(self, placement: Placement, options: CreateOptions) -> str | None:
+        """Refuse when ZFS does not answer, the pool or root dataset is missing, or the new
+        dataset's name is one ZFS rejects."""
+        problem = _cli.probe()
+        if problem:
+            return problem
+        target = self.default_source(placement, options)
+        bad = _cli.name_problem(target)
+        if bad:
+            return bad
+        parent = target.rsplit("/", 1)[0]
+        pool = parent.split("/", 1)[0]
+        try:
+            if not _cli.pool_exists(pool):
+                return f"zfs pool {pool!r} does not exist (set lxc.bdev.zfs.root or --zfsroot to a dataset of an imported pool)"
+            if not _cli.exists(parent):
+                return f"zfs root dataset {parent!r} does not exist (create it with 'zfs create -o mountpoint=none {parent}')"
+        except BdevError as exc:
+            return exc.cause
+        return None
+
+    # ------------------------------------------------------------------ naming
+
+    def detect(self, source: str) -> bool:
+        """An unprefixed value is zfs when it names an existing dataset (not a path)."""
+        if source.startswith("/") or _cli.name_problem(source):
+            return False
+        try:
+            return _cli.probe() is None and _cli.exists(source)
+        except BdevError:
+            return False
+
+    def parse(self, source: str) -> Rootfs:
+        """Accept a dataset name ZFS would accept (``pool/lxc/web1``)."""
+        source = source.strip("/") if not source.startswith("/") else source
+        problem = _cli.name_problem(source)
+        if problem:
+            raise InvalidInput(problem, backend=self.name)
+        return Rootfs(self.name, source)
+
+    def default_source(self, placement: Placement, options: CreateOptions) -> str:
+        """``<root>/<storage_name>`` (``lxc/web1``, ``lxc/web1.snap0``); a staged rootfs goes
+        beside the live one (same parent dataset)."""
+        if placement.stage is not None and placement.near:
+            return f"{placement.near.rsplit('/', 1)[0]}/{placement.storage_name}"
+        return f"{self.root(options)}/{placement.storage_name}"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def create(self, placement: Placement, options: CreateOptions) -> Rootfs:
+        """``zfs create -o canmount=noauto -o mountpoint=<rootfs dir>`` (and ``refquota`` for
+        ``--fssize``); the mount point directory is made as LXC does."""
+        dataset = self.default_source(placement, options)
+        self._check_new(dataset)
+        home = str(placement.rootfs_dir)
+        args = ["create", "-o", "canmount=noauto", "-o", f"mountpoint={home}", "-o", f"{HOME_PROP}={home}"]
+        if options.fssize:
+            args += ["-o", f"refquota={options.fssize}"]
+        zfs(*args, dataset)
+        try:
+            placement.rootfs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            with contextlib.suppress(BdevError):
+                self.destroy(Rootfs(self.name, dataset))
+            raise BdevError(f"cannot make the mount point {home}: {exc.strerror}", backend=self.name) from None
+        return Rootfs(self.name, dataset)
+
+    def destroy(self, rootfs: Rootfs) -> None:
+        """Destroy the dataset and its snapshots; if a snapshot still has clones, hide the
+        dataset under ``<root>/.bdev-deleted/`` instead.  Then remove its origin snapshot when
+        no other clone uses it, and a hidden origin dataset when nothing depends on it any more."""
+        dataset = rootfs.source
+        self._repair(dataset)
+        if not _cli.exists(dataset):
+            return
+        pool = dataset.split("/", 1)[0]
+        clones = _cli.origins(pool)
+        origin = clones.get(dataset)
+        self._unmount(dataset, restore=False)
+        home = _cli.get(dataset, HOME_PROP) or ""
+        if ".bdev-" in os.path.basename(home) and os.path.basename(home).startswith("."):
+            with contextlib.suppress(OSError):
+                os.rmdir(home)  # a staged sibling's mount point (zfs-fuse makes it when mounting)
+        used = {o.split("@", 1)[0] for c, o in clones.items() if c != dataset}
+        if dataset in used:
+            self._hide(dataset, clones)
+        else:
+            _cli.retry_busy(["destroy", "-r", dataset], dataset)
+        if origin:
+            self._collect(origin)
+
+    def exists(self, rootfs: Rootfs) -> bool:
+        """Whether the dataset exists."""
+        self._repair(rootfs.source)
+        return _cli.exists(rootfs.source)
+
+    def identity(self, rootfs: Rootfs) -> str:
+        """The dataset's ``guid``."""
+        self._repair(rootfs.source)
+        guid = _cli.get(rootfs.source, "guid")
+        if guid is None:
+            raise BdevError(f"dataset {rootfs.source} does not exist", backend=self.name)
+        return guid
+
+    def mount(self, rootfs: Rootfs, mountpoint: Path, *, readonly: bool = False) -> None:
+        """``mount -t zfs`` with kernel ZFS; on zfs-fuse, point the ``mountpoint`` property
+        at ``mountpoint`` and ``zfs mount`` (the property goes back on :meth:`umount`)."""
+        dataset = rootfs.source
+        self._repair(dataset)
+        if _kernel_zfs():
+            opts = "zfsutil,ro" if readonly else "zfsutil"
+            run(["mount", "-t", "zfs", "-o", opts, dataset, str(mountpoint)], backend=self.name)
+            return
+        if _cli.get(dataset, "mounted") == "yes":  # in use (a running container): bind its mount
+            current = _cli.get(dataset, "mountpoint") or ""
+            run(["mount", "--bind", *(["-o", "ro"] if readonly else []), current, str(mountpoint)], backend=self.name)
+            return
+        self._remember_home(dataset)
+        zfs("set", f"mountpoint={mountpoint}", dataset)
+        try:
+            zfs("mount", *(["-o", "ro"] if readonly else []), dataset)
+        except BdevError:
+            self._restore_home(dataset)
+            raise
+
+    def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
+        """Undo :meth:`mount`."""
+        dataset = rootfs.source
+        if _kernel_zfs():
+            run(["umount", str(mountpoint)], backend=self.name)
+            return
+        if _cli.get(dataset, "mountpoint") != str(mountpoint):
+            run(["umount", str(mountpoint)], backend=self.name)
+            return
+        _cli.retry_busy(["umount", dataset], dataset)
+        try:
+            self._restore_home(dataset)
+        except BdevError as exc:  # a full pool refuses property changes: repaired on next use
+            log.warning("%s: mountpoint property not restored yet: %s", dataset, exc)
+
+    def usage(self, rootfs: Rootfs) -> Usage:
+        """``used`` bytes and the ``refquota`` limit, if set."""
+        used = _cli.get(rootfs.source, "used")
+        if used is None:
+            return Usage(None, note=f"dataset {rootfs.source} does not exist")
+        quota = _cli.get(rootfs.source, "refquota")
+        referenced = _cli.get(rootfs.source, "referenced")
+        limit = int(quota) if quota and quota.isdigit() and int(quota) > 0 else None
+        return Usage(int(used), limit_bytes=limit, note=f"{referenced} bytes referenced")
+
+    def resize(self, rootfs: Rootfs, size: int) -> None:
+        """Set ``refquota``, refusing one below what the dataset references now."""
+        referenced = _cli.get(rootfs.source, "referenced")
+        if referenced is None:
+            raise BdevError(f"dataset {rootfs.source} does not exist", backend=self.name)
+        if size < int(referenced):
+            raise InvalidInput(f"{size} bytes is less than the {referenced} bytes {rootfs.source} holds", backend=self.name)
+        zfs("set", f"refquota={size}", rootfs.source)
+
+    # ------------------------------------------------------------------ cloning
+
+    def copy_from(
+        self,
+        source_path: Path,
+        placement: Placement,
+        options: CreateOptions,
+        progress: "object | None" = None,
+    ) -> CloneOutcome:
+        """A full copy into a new dataset.  When ``source_path`` is a mounted dataset of the
+        pool or another, ``zfs send | zfs recv`` of a temporary snapshot (independent of the source,
+        holes kept); otherwise bdev's copy engine into a new empty dataset."""
+        source = _mounted_dataset(source_path)
+        dataset = self.default_source(placement, options)
+        if source is None:
+            return super().copy_from(source_path, placement, options, progress)
+        self._check_new(dataset)
+        snap = self._free_snapshot_name(source, placement.storage_name)
+        zfs("snapshot", snap)
+        try:
+            run(["sh", "-c", 'zfs send "$1" | zfs recv "$2"', "zfs-send", snap, dataset], backend=self.name)
+        except BdevError as exc:
+            with contextlib.suppress(BdevError):
+                self.destroy(Rootfs(self.name, dataset))
+            raise BdevError(f"'zfs send {snap} | zfs recv {dataset}' failed: {getattr(exc, 'stderr', '').strip() or exc.cause}", backend=self.name) from None
+        finally:
+            with contextlib.suppress(BdevError):
+                _cli.retry_busy(["destroy", snap], source)
+        try:
+            received = f"{dataset}@{snap.split('@', 1)[1]}"
+            home = str(placement.rootfs_dir)
+            self._unmount(dataset)
+            zfs("set", "canmount=noauto", dataset)
+            zfs("set", f"{HOME_PROP}={home}", dataset)
+            zfs("set", f"mountpoint={home}", dataset)
+            self._unmount(dataset)
+            _cli.retry_busy(["destroy", received], dataset)
+            if options.fssize:
+                zfs("set", f"refquota={options.fssize}", dataset)
+            placement.rootfs_dir.mkdir(parents=True, exist_ok=True)
+        except (BdevError, OSError):
+            with contextlib.suppress(BdevError):
+                self.destroy(Rootfs(self.name, dataset))
+            raise
+        return CloneOutcome(Rootfs(self.name, dataset), "copy", note="the source is a zfs dataset, so zfs send | zfs recv copied it")
+
+    def snapshot_refusal(
+        self, source: Rootfs, source_backend: Backend, placement: Placement, options: CreateOptions | None = None
+    ) -> str | None:
+        """A zfs clone needs a zfs source in the same pool as the new dataset."""
+        if source_backend.name != self.name:
+            return super().snapshot_refusal(source, source_backend, placement)
+        target = self.default_source(placement, options or CreateOptions())
+        if source.source.split("/", 1)[0] != target.split("/", 1)[0]:
+            return f"{source.source} and {target} are in different zfs pools"
+        return None
+
+    def snapshot(
+        self, source: Rootfs, source_backend: Backend, placement: Placement, options: CreateOptions
+    ) -> CloneOutcome:
+        """``zfs snapshot <src>@<new storage name>`` then ``zfs clone`` it to the new dataset.
+        The clone does not block destroying its origin (see :meth:`destroy`)."""
+        dataset = self.default_source(placement, options)
+        self._check_new(dataset)
+        snap = self._free_snapshot_name(source.source, placement.storage_name)
+        zfs("snapshot", snap)
+        home = str(placement.rootfs_dir)
+        try:
+            zfs("clone", "-o", "canmount=noauto", "-o", f"mountpoint={home}", "-o", f"{HOME_PROP}={home}", snap, dataset)
+        except BdevError:
+            with contextlib.suppress(BdevError):
+                _cli.retry_busy(["destroy", snap], source.source)
+            raise
+        try:
+            self._unmount(dataset)  # zfs-fuse's clone mounts it despite canmount=noauto
+        except BdevError:
+            with contextlib.suppress(BdevError):
+                self.destroy(Rootfs(self.name, dataset))
+            raise
+        with contextlib.suppress(OSError):
+            if placement.stage is None:
+                placement.rootfs_dir.mkdir(parents=True, exist_ok=True)
+            else:
+                placement.rootfs_dir.rmdir()  # the clone's mount made it; staged trees are never mounted there
+        return CloneOutcome(Rootfs(self.name, dataset), "snapshot")
+
+    # ------------------------------------------------------------------ atomic restore
+
+    def swap(self, live: Rootfs, staged: Rootfs) -> None:
+        """Exchange two datasets by three renames through ``<live>.bdev-swap`` (a crash in
+        between is finished by the next operation on either), then exchange their mount points."""
+        a, b = live.source, staged.source
+        home_a, home_b = _cli.get(a, HOME_PROP), _cli.get(b, HOME_PROP)
+        tmp = f"{a}.bdev-swap"
+        self._unmount(a)
+        self._unmount(b)
+        zfs("set", f"{SWAP_PROP}={b}", a)  # travels to the intermediate name: lets _repair finish
+        _cli.retry_busy(["rename", a, tmp], a)
+        _cli.retry_busy(["rename", b, a], b)
+        _cli.retry_busy(["rename", tmp, b], tmp)
+        for dataset, home in ((a, home_a), (b, home_b)):
+            if home and home != "-":
+                zfs("set", f"{HOME_PROP}={home}", dataset)
+                zfs("set", f"mountpoint={home}", dataset)
+        zfs("inherit", SWAP_PROP, b)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_new(self, dataset: str) -> None:
+        problem = _cli.name_problem(dataset)
+        if problem:
+            raise InvalidInput(problem, backend=self.name)
+        if _cli.exists(dataset):
+            raise AlreadyExists(f"dataset {dataset} already exists", backend=self.name)
+
+    def _free_snapshot_name(self, source: str, name: str) -> str:
+        candidate, n = f"{source}@{name}", 1
+        while _cli.exists(candidate):
+            n += 1
+            candidate = f"{source}@{name}.{n}"
+        return candidate
+
+    def _unmount(self, dataset: str, *, restore: bool = True) -> None:
+        if _cli.get(dataset, "mounted") == "yes":
+            _cli.retry_busy(["umount", dataset], dataset)
+        if restore:
+            self._restore_home(dataset)
+
+    def _remember_home(self, dataset: str) -> None:
+        if _cli.get(dataset, HOME_PROP) in (None, "-", ""):
+            home = _cli.get(dataset, "mountpoint")
+            if home and home.startswith("/"):
+                zfs("set", f"{HOME_PROP}={home}", dataset)
+
+    def _restore_home(self, dataset: str) -> None:
+        """Point the mountpoint property back at the container's rootfs directory."""
+        home = _cli.get(dataset, HOME_PROP)
+        if home and home != "-" and _cli.get(dataset, "mountpoint") != home:
+            zfs("set", f"mountpoint={home}", dataset)
+
+    def _repair(self, dataset: str) -> None:
+        """Finish a swap that a crash interrupted (see :meth:`swap`), and put back a
+        mountpoint property left pointing at a temporary mount of a dead process."""
+        tmp = f"{dataset}.bdev-swap"
+        if dataset.endswith(".bdev-swap") or not _cli.exists(tmp):
+            if _cli.exists(dataset) and _cli.get(dataset, "mounted") == "no":
+                with contextlib.suppress(BdevError):  # a full pool refuses it; destroy must still work
+                    self._restore_home(dataset)
+            return
+        if not _cli.exists(dataset):
+            _cli.retry_busy(["rename", tmp, dataset], tmp)  # before the second rename: roll back
+            zfs("inherit", SWAP_PROP, dataset)
+            return
+        staged = _cli.get(tmp, SWAP_PROP)
+        if staged and staged != "-" and not _cli.exists(staged):
+            _cli.retry_busy(["rename", tmp, staged], tmp)  # after the second rename: roll forward
+            home_live, home_staged = _cli.get(staged, HOME_PROP), _cli.get(dataset, HOME_PROP)
+            for name, home in ((dataset, home_live), (staged, home_staged)):
+                if home and home != "-":
+                    zfs("set", f"{HOME_PROP}={home}", name)
+                    zfs("set", f"mountpoint={home}", name)
+            zfs("inherit", SWAP_PROP, staged)
+
+    def _hide(self, dataset: str, clones: dict[str, str]) -> None:
+        """Rename ``dataset`` (which clones depend on) under ``<parent>/.bdev-deleted/``,
+        unmountable, and drop its snapshots no clone uses."""
+        used = set(clones.values())
+        for snap in _cli.snapshots(dataset):
+            if snap not in used:
+                _cli.retry_busy(["destroy", snap], dataset)
+        parent, leaf = dataset.rsplit("/", 1)
+        if parent.endswith("/" + DELETED):
+            return
+        hidden_parent = f"{parent}/{DELETED}"
+        if not _cli.exists(hidden_parent):
+            zfs("create", "-o", "mountpoint=none", "-o", "canmount=off", hidden_parent)
+        guid = _cli.get(dataset, "guid")
+        zfs("set", "canmount=noauto", dataset)  # zfs-fuse sets one property per command
+        zfs("inherit", HOME_PROP, dataset)
+        zfs("set", "mountpoint=none", dataset)
+        _cli.retry_busy(["rename", dataset, f"{hidden_parent}/{leaf}.{guid}"], dataset)
+
+    def _collect(self, origin: str) -> None:
+        """Destroy the origin snapshot ``origin`` if no clone uses it any more, then its dataset
+        if that is hidden and has no snapshots left (and so on up the chain)."""
+        dataset = origin.split("@", 1)[0]
+        pool = dataset.split("/", 1)[0]
+        clones = _cli.origins(pool)
+        if origin in clones.values() or not _cli.exists(origin):
+            return
+        _cli.retry_busy(["destroy", origin], dataset)
+        parent = dataset.rsplit("/", 1)[0]
+        if parent.endswith("/" + DELETED) and not _cli.snapshots(dataset):
+            own_origin = clones.get(dataset)
+            _cli.retry_busy(["destroy", "-r", dataset], dataset)
+            if not _cli.zfs("list", "-H", "-r", "-d", "1", "-o", "name", parent).strip("\n").count("\n"):
+                _cli.retry_busy(["destroy", parent], parent)
+            if own_origin:
+                self._collect(own_origin)
