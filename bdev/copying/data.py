@@ -98,8 +98,14 @@ class DataCopier:
             self._copy_range(src_fd, dst_fd, 0, size, pair, False)
             return DataResult(False, False)
         written = 0
-        for start, end in data_extents(src_fd, size):
-            written += self._copy_range(src_fd, dst_fd, start, end, pair, True)
+        extents = list(data_extents(src_fd, size))
+        if extents == [(0, size)]:
+            # st_blocks says holes but SEEK_DATA reports none (zfs-fuse and other FUSE
+            # filesystems): find them by reading, so the copy stays sparse.
+            written = _read_write(src_fd, dst_fd, 0, size, True)
+        else:
+            for start, end in extents:
+                written += self._copy_range(src_fd, dst_fd, start, end, pair, True)
         os.ftruncate(dst_fd, size)
         return DataResult(False, written < size)
 
