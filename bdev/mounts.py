@@ -16,6 +16,7 @@ import re
 import secrets
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .command import run
@@ -26,19 +27,99 @@ MOUNTINFO = "/proc/self/mountinfo"
 _ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
-def mount_points(mountinfo: str = MOUNTINFO) -> list[str] | None:
-    """Every mount point of this mount namespace (unescaped), or None without ``/proc``."""
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of ``/proc/self/mountinfo``, paths unescaped.
+
+    :param mountpoint: where it is mounted.
+    :param fstype: the filesystem type (``btrfs``, ``overlay``, ``fuse.zfs`` ...).
+    :param source: the mount source (``/dev/loop3``, a dataset name, ``overlay``).
+    :param options: per-mount and superblock options together (``ro``, ``lowerdir=...``,
+        ``user_subvol_rm_allowed``).
+    """
+
+    mountpoint: str
+    fstype: str
+    source: str
+    options: tuple[str, ...]
+
+    def has_option(self, name: str) -> bool:
+        """Whether the option ``name`` (or ``name=value``) is set."""
+        return any(o == name or o.startswith(name + "=") for o in self.options)
+
+    def option(self, name: str) -> str | None:
+        """The value of ``name=value``, or None."""
+        return next((o[len(name) + 1 :] for o in self.options if o.startswith(name + "=")), None)
+
+    def describe(self) -> str:
+        """``/mnt/pool (btrfs on /dev/loop3)``, for messages."""
+        return f"{self.mountpoint} ({self.fstype} on {self.source})"
+
+
+def unescape(field: str) -> str:
+    """Undo mountinfo's octal escapes (space, tab, newline, backslash: ``\\040`` ...)."""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _read(mountinfo: str) -> list[MountEntry] | None:
     try:
         with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
             lines = fh.read().splitlines()
     except OSError:
         return None
-    points = []
+    entries = []
     for line in lines:
         fields = line.split(" ")
-        if len(fields) >= 5:  # mountinfo writes space, tab, newline, backslash as \040 \011 \012 \134
-            points.append(_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4]))
-    return points
+        try:
+            sep = fields.index("-", 6)
+        except ValueError:
+            continue
+        if len(fields) < sep + 3:
+            continue
+        options = fields[5].split(",") + (fields[sep + 3].split(",") if len(fields) > sep + 3 else [])
+        options_unescaped = tuple(unescape(o) for o in options)  # split first: a comma in a value is \\054
+        entries.append(MountEntry(unescape(fields[4]), fields[sep + 1], unescape(fields[sep + 2]), options_unescaped))
+    return entries
+
+
+def mount_entries(mountinfo: str = MOUNTINFO) -> list[MountEntry]:
+    """Every mount of this mount namespace, in mount order (empty without ``/proc``)."""
+    return _read(mountinfo) or []
+
+
+def mount_points(mountinfo: str = MOUNTINFO) -> list[str] | None:
+    """Every mount point of this mount namespace, or None without ``/proc``."""
+    entries = _read(mountinfo)
+    return None if entries is None else [e.mountpoint for e in entries]
+
+
+def mount_at(path: str | os.PathLike[str]) -> MountEntry | None:
+    """The topmost mount exactly at ``path``, or None when nothing is mounted there."""
+    wanted = os.path.realpath(path)
+    found = None
+    for entry in mount_entries():
+        if entry.mountpoint == wanted:
+            found = entry
+    return found
+
+
+def mount_holding(path: str | os.PathLike[str]) -> MountEntry | None:
+    """The mount an existing ``path`` lives on: the longest mount point above its real path
+    (the last mounted where several share one)."""
+    real = os.path.realpath(path)
+    best: MountEntry | None = None
+    for entry in mount_entries():
+        point = entry.mountpoint
+        if real == point or point == "/" or real.startswith(point.rstrip("/") + "/"):
+            if best is None or len(point) >= len(best.mountpoint):
+                best = entry
+    return best
+
+
+def mountpoints_of(source: str | os.PathLike[str]) -> list[str]:
+    """Where ``source`` (``/dev/loop3``, a dataset) is mounted."""
+    wanted = os.fspath(source)
+    return [e.mountpoint for e in mount_entries() if e.source == wanted]
 
 
 def mount_points_below(top: str | os.PathLike[str], mountinfo: str = MOUNTINFO) -> frozenset[str] | None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..command import run, which
+from ..mounts import mount_points
 
 MKFS = {"btrfs": ["mkfs.btrfs", "-q", "-f"], "xfs": ["mkfs.xfs", "-q", "-f"], "ext4": ["mkfs.ext4", "-q", "-F"]}
 
@@ -65,8 +66,7 @@ def _release_loop_devices(image: Path, timeout: float = 10.0) -> None:
 
 def mount_table() -> list[str]:
     """Mount points of this mount namespace, for leak checks."""
-    with open("/proc/self/mountinfo") as fh:
-        return sorted(line.split()[4] for line in fh)
+    return sorted(mount_points() or [])
 
 
 def loop_devices() -> list[str]:

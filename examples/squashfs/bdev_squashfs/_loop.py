@@ -9,61 +9,14 @@ holds which image is read from sysfs (``/sys/block/loopN/loop/backing_file``).
 from __future__ import annotations
 
 import os
-import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from bdev.mounts import mountpoints_of
 
 LOOP_CONTROL = Path("/dev/loop-control")
 SYS_BLOCK = Path("/sys/block")
-MOUNTINFO = Path("/proc/self/mountinfo")
 RELEASE_WAIT = 10.0
-_ESCAPE = re.compile(r"\\([0-7]{3})")
-
-
-@dataclass(frozen=True)
-class Mount:
-    """One line of mountinfo: mount point, filesystem type and source."""
-
-    mountpoint: str
-    fstype: str
-    source: str
-
-
-def mounts() -> list[Mount]:
-    """Every mount of this mount namespace, in mount order."""
-    try:
-        text = MOUNTINFO.read_text()
-    except OSError:
-        return []
-    out = []
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" not in fields:
-            continue
-        sep = fields.index("-")
-        if len(fields) < sep + 3:
-            continue
-        unescape = lambda s: _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), s)  # noqa: E731
-        out.append(Mount(unescape(fields[4]), fields[sep + 1], unescape(fields[sep + 2])))
-    return out
-
-
-def mount_at(mountpoint: Path) -> Mount | None:
-    """The topmost mount at ``mountpoint``, or None."""
-    wanted = os.path.realpath(mountpoint)
-    found = None
-    for entry in mounts():
-        if entry.mountpoint == wanted:
-            found = entry
-    return found
-
-
-def mountpoints_of(device: str) -> list[str]:
-    """Where ``device`` (``/dev/loop3``) is mounted."""
-    return [m.mountpoint for m in mounts() if m.source == device]
-
-
 def problem() -> str | None:
     """Why loop devices cannot be attached here, or None."""
     if not LOOP_CONTROL.exists():

@@ -33,7 +33,7 @@ from bdev.command import run, which
 from bdev.copying import copytree
 from bdev.errors import AlreadyExists, BdevError, Busy, CommandError, InvalidInput, NotFound, from_os_error
 from bdev.fsops import fsync_dir, remove_tree, rename_exchange
-from bdev.mounts import temporary_mountpoint
+from bdev.mounts import mount_at, mountpoints_of, temporary_mountpoint
 from bdev.naming import validate_path
 from bdev.requirements import KernelFilesystem, Tool
 from bdev.units import format_size
@@ -182,7 +182,7 @@ class SquashfsBackend(Backend):
     def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
         """Unmount ``mountpoint`` and wait for its loop device to let go of the image
         (autoclear); nothing mounted there is not an error."""
-        entry = _loop.mount_at(mountpoint)
+        entry = mount_at(mountpoint)
         if entry is None:
             return
         try:
@@ -328,7 +328,7 @@ class SquashfsBackend(Backend):
         """The loop devices holding ``image`` that are mounted, as text ('' when none)."""
         used = []
         for name in _loop.devices_holding(image):
-            where = _loop.mountpoints_of(f"/dev/{name}")
+            where = mountpoints_of(f"/dev/{name}")
             if where:
                 used.append(f"/dev/{name} on {', '.join(where)}")
             else:

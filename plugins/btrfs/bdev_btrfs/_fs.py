@@ -10,10 +10,11 @@ import ctypes.util
 import errno
 import fcntl
 import os
-import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+
+from bdev.mounts import mount_holding
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 SUBVOLUME_INODE = 256
@@ -27,71 +28,12 @@ _BTRFS_IOC_FS_INFO = (2 << 30) | (_FS_INFO_SIZE << 16) | (0x94 << 8) | 31  # _IO
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of ``/proc/self/mountinfo``."""
-
-    mountpoint: str
-    fstype: str
-    device: str
-    options: tuple[str, ...]
-    """Per-mount and superblock options together (``rw``, ``user_subvol_rm_allowed`` ...)."""
-
-    def has_option(self, name: str) -> bool:
-        """Whether the option ``name`` (or ``name=value``) is set."""
-        return any(o == name or o.startswith(name + "=") for o in self.options)
-
-    def describe(self) -> str:
-        """``/mnt/pool (btrfs on /dev/loop3)``, for messages."""
-        return f"{self.mountpoint} ({self.fstype} on {self.device})"
-
-
-def _unescape(text: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
-def mounts() -> list[MountEntry]:
-    """Every mount of this process's mount namespace, in mount order."""
-    entries = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            fields = line.split()
-            try:
-                sep = fields.index("-", 6)
-            except ValueError:
-                continue
-            mount_opts = fields[5].split(",")
-            super_opts = fields[sep + 3].split(",") if len(fields) > sep + 3 else []
-            entries.append(
-                MountEntry(
-                    mountpoint=_unescape(fields[4]),
-                    fstype=fields[sep + 1],
-                    device=_unescape(fields[sep + 2]),
-                    options=tuple(mount_opts + super_opts),
-                )
-            )
-    return entries
-
-
 def nearest_existing(path: str | os.PathLike[str]) -> Path:
     """``path`` itself if it exists, else its nearest existing ancestor."""
     current = Path(os.path.abspath(os.fspath(path)))
     while not os.path.lexists(current) and current != current.parent:
         current = current.parent
     return current
-
-
-def mount_of(path: str | os.PathLike[str]) -> MountEntry | None:
-    """The mount holding the existing ``path`` (the longest mount point above its real path;
-    the last one mounted wins where several share a mount point)."""
-    real = os.path.realpath(path)
-    best: MountEntry | None = None
-    for entry in mounts():
-        mp = entry.mountpoint
-        if real == mp or mp == "/" or real.startswith(mp.rstrip("/") + "/"):
-            if best is None or len(mp) >= len(best.mountpoint):
-                best = entry
-    return best
 
 
 def fs_magic(path: str | os.PathLike[str]) -> int:
@@ -118,7 +60,7 @@ def filesystem_name(path: str | os.PathLike[str]) -> str:
     """The filesystem type of the existing ``path`` as the mount table names it (``ext4``)."""
     if is_btrfs(path):
         return "btrfs"
-    entry = mount_of(path)
+    entry = mount_holding(path)
     return entry.fstype if entry else "an unknown filesystem"
 
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from bdev.command import run, which
 from bdev.errors import BdevError, InvalidInput
+from bdev.mounts import mount_holding
 from bdev.naming import validate_path
 from bdev.records import CreateOptions, Placement
 from bdev.units import parse_size
 
-from ._fs import mount_of
 
 POOL_SETTING = "lxc.bdev.btrfs.pool"
 SIZE_SETTING = "lxc.bdev.btrfs.pool.size"
@@ -66,7 +66,7 @@ class LoopPool:
         """Whether a btrfs filesystem is mounted at the pool's mount point."""
         if not self.mountpoint.is_dir():
             return False
-        entry = mount_of(self.mountpoint)
+        entry = mount_holding(self.mountpoint)
         return entry is not None and entry.mountpoint == str(self.mountpoint) and entry.fstype == "btrfs"
 
     def problem(self) -> str | None:

@@ -24,7 +24,7 @@ from bdev import Backend, Capabilities, CloneOutcome, CreateOptions, Placement, 
 from bdev.command import run
 from bdev.errors import AlreadyExists, BdevError, InvalidInput, explain
 from bdev.fsops import remove_tree, rename_exchange
-from bdev.mounts import mount_points_below
+from bdev.mounts import mount_holding, mount_points_below
 from bdev.naming import validate_path
 from bdev.requirements import KernelFilesystem, PythonModule, Tool
 from bdev.units import format_size
@@ -144,7 +144,7 @@ class BtrfsBackend(Backend):
                 f"{anchor} is on {_fs.filesystem_name(anchor)}, not btrfs "
                 "(for instant snapshots anyway, set lxc.bdev.btrfs.pool = DIR in lxc.conf: a loop-file btrfs pool)"
             )
-        mount = _fs.mount_of(anchor)
+        mount = mount_holding(anchor)
         if mount is not None and mount.options[:1] == ("ro",):
             return f"{anchor} is on a read-only mount ({mount.describe()})"
         return None
@@ -238,7 +238,7 @@ class BtrfsBackend(Backend):
         self._mount_pool_for(path)
         if not _fs.is_subvolume(path):
             return Usage(None, note=f"{path} is not a btrfs subvolume")
-        mount = _fs.mount_of(path)
+        mount = mount_holding(path)
         where = mount.mountpoint if mount else str(path)
         qdir = _fs.quotas_dir(path)
         if qdir is None:
@@ -349,14 +349,14 @@ class BtrfsBackend(Backend):
     def _failure(self, action: str, path: Path, exc: OSError) -> BdevError:
         """One sentence for a failed kernel or btrfs command operation."""
         if exc.errno == errno.ENOSPC:
-            mount = _fs.mount_of(_fs.nearest_existing(path))
+            mount = mount_holding(_fs.nearest_existing(path))
             where = mount.mountpoint if mount else str(path)
             return BdevError(f"{action} failed: the btrfs filesystem at {where} is full (no space left on device)", backend=self.name)
         where = exc.filename if exc.filename else path
         return BdevError(f"{action} failed: {explain(exc)}: {where}", backend=self.name)
 
     def _delete_refused(self, exc: _tree.DeleteNeedsPrivilege) -> BdevError:
-        mount = _fs.mount_of(_fs.nearest_existing(exc.subvolume))
+        mount = mount_holding(_fs.nearest_existing(exc.subvolume))
         where = mount.mountpoint if mount else "its filesystem"
         cause = f"{explain(exc.cause)}: {exc.cause.filename}" if exc.cause.filename else explain(exc.cause)
         if mount is not None and mount.has_option("user_subvol_rm_allowed"):

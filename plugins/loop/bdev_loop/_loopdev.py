@@ -266,6 +266,6 @@ class LoopDevices:
 
 
 def _mounted_from(device: Path) -> bool:
-    from ._mountinfo import mountpoints_of
+    from bdev.mounts import mountpoints_of
 
     return bool(mountpoints_of(device))

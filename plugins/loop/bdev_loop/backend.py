@@ -20,12 +20,13 @@ from bdev import Backend, Capabilities, CloneOutcome, CopyStats, CreateOptions, 
 from bdev.command import run
 from bdev.errors import AlreadyExists, BdevError, Busy, CommandError, InvalidInput, NotFound, from_os_error
 from bdev.fsops import fsync_dir, rename_exchange, tree_usage
+from bdev.mounts import mount_at, mountpoints_of
 from bdev.naming import validate_path
 from bdev.requirements import KernelFilesystem, Tool
 from bdev.units import format_size
 
 from . import _filesystems as fsys
-from . import _image, _mountinfo
+from . import _image
 from ._kernel_log import KernelLog
 from ._loopdev import LOOP_CONTROL, Attachment, LoopDevices
 
@@ -196,7 +197,7 @@ class LoopBackend(Backend):
     def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
         """Unmount ``mountpoint`` and wait until its loop device has let go of the image (btrfs
         releases it a moment after the unmount); nothing mounted there is not an error."""
-        entry = _mountinfo.source_of(mountpoint)
+        entry = mount_at(mountpoint)
         if entry is None:
             return
         try:
@@ -206,12 +207,12 @@ class LoopBackend(Backend):
         device = Path(entry.source)
         if device.parent != self.loops.control.parent or not device.name.startswith("loop"):
             return
-        if _mountinfo.mountpoints_of(device):
+        if mountpoints_of(device):
             return  # still mounted elsewhere (a bind mount): the device is meant to stay
         image = Path(rootfs.source)
         if self.loops.wait_released(device.name, image):
             return
-        if self.loops.backs(device.name, image) and not _mountinfo.mountpoints_of(device):
+        if self.loops.backs(device.name, image) and not mountpoints_of(device):
             with contextlib.suppress(OSError):
                 self.loops.detach(device.name)
             if self.loops.wait_released(device.name, image, timeout=2.0):
@@ -234,7 +235,7 @@ class LoopBackend(Backend):
 
     def _filesystem_usage(self, rootfs: Rootfs, image: Path) -> tuple[int, int]:
         for user in self.loops.attachments(image):
-            for mountpoint in _mountinfo.mountpoints_of(user.device):
+            for mountpoint in mountpoints_of(user.device):
                 return _statvfs(Path(mountpoint))
         problem = self.loops.problem()
         if problem:
@@ -450,7 +451,7 @@ class LoopBackend(Backend):
         if not users:
             return users
         for user in users:
-            if not _mountinfo.mountpoints_of(user.device):
+            if not mountpoints_of(user.device):
                 self.loops.wait_released(user.name, image)
         return self.loops.attachments(image)
 
@@ -465,7 +466,7 @@ class LoopBackend(Backend):
     def _describe(users: list[Attachment]) -> str:
         parts = []
         for user in users:
-            where = _mountinfo.mountpoints_of(user.device)
+            where = mountpoints_of(user.device)
             parts.append(f"{user.device} (mounted on {', '.join(where)})" if where else str(user.device))
         return ", ".join(parts)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 from pathlib import Path
 
-_ESCAPE = re.compile(r"\\([0-7]{3})")
+from bdev.mounts import mount_holding
+
 
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 """Where overlayfs keeps its own attributes: ``trusted.`` normally, ``user.`` with ``userxattr``
@@ -68,27 +68,8 @@ def filesystem_type(path: Path) -> str | None:
     probe = Path(os.path.abspath(path))
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    real = os.path.realpath(probe)
-    best, best_type = "", None
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
-            for line in fh:
-                left, _, right = line.partition(" - ")
-                fields = left.split(" ")
-                if len(fields) < 5 or not right:
-                    continue
-                point = unescape_mountinfo(fields[4])
-                inside = real == point or real.startswith(point.rstrip("/") + "/")
-                if inside and len(point) >= len(best):
-                    best, best_type = point, right.split(" ")[0]
-    except OSError:
-        return None
-    return best_type
-
-
-def unescape_mountinfo(text: str) -> str:
-    """Undo mountinfo's octal escapes (``\\040`` for a space)."""
-    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
+    entry = mount_holding(probe)
+    return entry.fstype if entry else None
 
 
 def is_mount_point(path: Path) -> bool:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 from bdev.command import run
 from bdev.errors import BdevError
+from bdev.mounts import mount_entries
 
-from ._util import unescape_mountinfo, is_mount_point, needs_userxattr
+from ._util import is_mount_point, needs_userxattr
 from .layers import Lower
 from .layout import OverlayPaths, check_usable
 
@@ -149,17 +150,10 @@ def _still_used(lower: Lower) -> bool:
     """Whether a mounted lower is still a layer of another overlay mount (of the same rootfs)."""
     if not lower.mount:
         return False
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        _, _, right = line.partition(" - ")
-        fields = right.split(" ", 2)
-        if len(fields) < 3 or fields[0] != "overlay":
+    for entry in mount_entries():
+        if entry.fstype != "overlay":
             continue
-        for option in fields[2].split(","):
-            if option.startswith("lowerdir=") and lower.path in unescape_mountinfo(option[len("lowerdir="):]).split(":"):
-                return True
+        lowerdir = entry.option("lowerdir")
+        if lowerdir is not None and lower.path in lowerdir.split(":"):
+            return True
     return False

@@ -21,6 +21,7 @@ from pathlib import Path
 from bdev import Backend, Capabilities, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
 from bdev.command import run
 from bdev.errors import AlreadyExists, BdevError, InvalidInput
+from bdev.mounts import mount_at
 from bdev.requirements import Tool
 
 from . import _cli
@@ -42,11 +43,8 @@ def _kernel_zfs() -> bool:
 
 def _mounted_dataset(path: Path) -> str | None:
     """The dataset mounted exactly at ``path`` (kernel ZFS or zfs-fuse), or None."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
+    entry = mount_at(path)
+    return entry.source if entry is not None and entry.fstype in ("zfs", "fuse.zfs") else None
     target = os.path.realpath(path)
     for line in reversed(lines):
         fields = line.split(" ")
