@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -78,6 +79,16 @@ class Placement:
         """
         base = f"{self.owner}.{self.name}" if self.owner else self.name
         return base if self.stage is None else f"{base}.bdev-{self.stage}"
+
+    def staged_beside(self, live: str | None = None) -> str | None:
+        """For a staged placement: the hidden sibling ``<dir>/.<name>.bdev-<stage>`` of the live
+        rootfs ``live`` (default: ``near``), so the swap stays in one directory and filesystem.
+        None when this placement is not staged or has nothing to stand beside."""
+        anchor = live or self.near
+        if self.stage is None or not anchor:
+            return None
+        path = Path(os.path.normpath(os.path.abspath(anchor)))
+        return str(path.parent / f".{path.name}.bdev-{self.stage}")
 
     def staged(self, stage: str, near: str | None = None) -> "Placement":
         """The hidden sibling of this placement used while building ``stage``, beside the live

@@ -32,7 +32,8 @@ from bdev import Backend, Capabilities, CloneOutcome, CopyStats, CreateOptions, 
 from bdev.command import run, which
 from bdev.copying import copytree
 from bdev.errors import AlreadyExists, BdevError, Busy, CommandError, InvalidInput, NotFound, from_os_error
-from bdev.fsops import fsync_dir, remove_tree, rename_exchange
+from bdev.backend import PathBackend
+from bdev.fsops import fsync_dir, remove_tree
 from bdev.mounts import mount_at, mountpoints_of, temporary_mountpoint
 from bdev.naming import validate_path
 from bdev.requirements import KernelFilesystem, Tool
@@ -44,7 +45,7 @@ IMAGE_LEAF = "rootfs.squashfs"
 EDIT_SUFFIX = "bdev-edit"
 
 
-class SquashfsBackend(Backend):
+class SquashfsBackend(PathBackend):
     """An immutable squashfs image per container, shared by snapshots and overlay clones.
 
     Backend options (``-O KEY=VALUE``): ``compressor`` = ``zstd``, ``lz4`` or ``gzip``
@@ -112,19 +113,7 @@ class SquashfsBackend(Backend):
     def default_source(self, placement: Placement, options: CreateOptions) -> str:
         """``<lxcpath>/<name>/rootfs.squashfs``; a staged image (restore in place) goes beside
         the live image it will be swapped with: ``<dir of live>/.<live name>.bdev-<stage>``."""
-        if placement.stage is not None and placement.near:
-            near = Path(placement.near)
-            return str(near.parent / f".{near.name}.bdev-{placement.stage}")
-        return str(placement.path(IMAGE_LEAF))
-
-    def exists(self, rootfs: Rootfs) -> bool:
-        """Whether the image file exists."""
-        return os.path.lexists(rootfs.source)
-
-    def identity(self, rootfs: Rootfs) -> str:
-        """Device and inode of the image file (a swap exchanges the inodes behind the names)."""
-        st = os.lstat(rootfs.source)
-        return f"{st.st_dev}:{st.st_ino}"
+        return placement.staged_beside() or str(placement.path(IMAGE_LEAF))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -280,13 +269,6 @@ class SquashfsBackend(Backend):
 
     # ------------------------------------------------------------------ atomic restore
 
-    def swap(self, live: Rootfs, staged: Rootfs) -> None:
-        """Exchange the two image files with one ``renameat2(RENAME_EXCHANGE)``."""
-        try:
-            rename_exchange(Path(live.source), Path(staged.source))
-        except OSError as exc:
-            raise from_os_error(exc, backend=self.name) from None
-        fsync_dir(Path(live.source).parent)
 
     # ------------------------------------------------------------------ helpers
 

@@ -120,10 +120,9 @@ class BtrfsBackend(Backend):
         goes beside the live one it will be swapped with: ``<dir of live>/.<leaf>.bdev-<stage>``."""
         custom = options.extra.get("dir")
         if placement.stage is not None:
-            anchor = placement.near or custom
-            if anchor:
-                live = Path(os.path.normpath(os.path.abspath(anchor)))
-                return str(live.parent / f".{live.name}.bdev-{placement.stage}")
+            staged = placement.staged_beside(placement.near or custom)
+            if staged:
+                return staged
         elif custom:
             return os.path.normpath(os.path.abspath(custom))
         pool = self._pool(options)

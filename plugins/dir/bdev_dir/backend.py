@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bdev import Backend, Capabilities, CreateOptions, Placement, Rootfs, Usage
+from bdev import Capabilities, CreateOptions, Placement, Rootfs, Usage
+from bdev.backend import PathBackend
 from bdev.command import run
 from bdev.errors import AlreadyExists, InvalidInput
 from bdev.naming import validate_path
-from bdev.fsops import remove_tree, rename_exchange, tree_usage
+from bdev.fsops import remove_tree, tree_usage
 from bdev.requirements import Tool
 
 
-class DirBackend(Backend):
+class DirBackend(PathBackend):
     """A rootfs that is a directory, by default ``<lxcpath>/<name>/rootfs``.
 
     Snapshots are full copies (the core falls back to a copy when a snapshot is allowed to be
@@ -43,13 +44,10 @@ class DirBackend(Backend):
 
     def default_source(self, placement: Placement, options: CreateOptions) -> str:
         """``--dir`` if given, else ``<lxcpath>/<name>/rootfs``; a staged rootfs goes beside the
-        live one it will be swapped with (``<live>.bdev-<stage>``), on the same filesystem."""
+        live one it will be swapped with (``.<name>.bdev-<stage>``), on the same filesystem."""
         custom = options.extra.get("dir")
         if placement.stage is not None:
-            anchor = placement.near or custom
-            if anchor:
-                return os.path.normpath(os.path.abspath(anchor)) + f".bdev-{placement.stage}"
-            return str(placement.rootfs_dir)
+            return placement.staged_beside(placement.near or custom) or str(placement.rootfs_dir)
         if custom:
             return os.path.normpath(os.path.abspath(custom))
         return str(placement.rootfs_dir)
@@ -68,15 +66,6 @@ class DirBackend(Backend):
         """Remove the directory tree, refusing to descend into anything mounted inside it."""
         remove_tree(Path(rootfs.source))
 
-    def exists(self, rootfs: Rootfs) -> bool:
-        """Whether the directory exists."""
-        return os.path.lexists(rootfs.source)
-
-    def identity(self, rootfs: Rootfs) -> str:
-        """Device and inode of the directory."""
-        st = os.lstat(rootfs.source)
-        return f"{st.st_dev}:{st.st_ino}"
-
     def data_path(self, rootfs: Rootfs) -> Path:
         """The directory itself: no mount needed."""
         return Path(rootfs.source)
@@ -91,10 +80,6 @@ class DirBackend(Backend):
     def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
         """Unmount the bind mount."""
         run(["umount", str(mountpoint)], backend=self.name)
-
-    def swap(self, live: Rootfs, staged: Rootfs) -> None:
-        """Exchange the two directories with one ``renameat2(RENAME_EXCHANGE)``."""
-        rename_exchange(Path(live.source), Path(staged.source))
 
     def usage(self, rootfs: Rootfs) -> Usage:
         """Allocated bytes under the directory, as ``du -s`` counts them."""

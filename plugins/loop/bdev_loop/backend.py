@@ -19,7 +19,8 @@ from pathlib import Path
 from bdev import Backend, Capabilities, CloneOutcome, CopyStats, CreateOptions, Placement, Rootfs, Usage
 from bdev.command import run
 from bdev.errors import AlreadyExists, BdevError, Busy, CommandError, InvalidInput, NotFound, from_os_error
-from bdev.fsops import fsync_dir, rename_exchange, tree_usage
+from bdev.backend import PathBackend
+from bdev.fsops import tree_usage
 from bdev.mounts import mount_at, mountpoints_of
 from bdev.naming import validate_path
 from bdev.requirements import KernelFilesystem, Tool
@@ -46,7 +47,7 @@ def _filesystem_requirements() -> tuple[Tool | KernelFilesystem, ...]:
     return tuple(out)
 
 
-class LoopBackend(Backend):
+class LoopBackend(PathBackend):
     """A rootfs in an image file, by default ``<lxcpath>/<name>/rootdev``, holding an ext4,
     xfs or btrfs filesystem (``--fstype``, default ext4) of ``--fssize`` bytes (default 1 GiB).
 
@@ -117,19 +118,7 @@ class LoopBackend(Backend):
     def default_source(self, placement: Placement, options: CreateOptions) -> str:
         """``<lxcpath>/<name>/rootdev``; a staged image (restore in place) goes beside the live
         image it will be swapped with: ``<dir of live>/.<live name>.bdev-<stage>``."""
-        if placement.stage is not None and placement.near:
-            near = Path(placement.near)
-            return str(near.parent / f".{near.name}.bdev-{placement.stage}")
-        return str(placement.path(IMAGE_LEAF))
-
-    def exists(self, rootfs: Rootfs) -> bool:
-        """Whether the image file exists."""
-        return os.path.lexists(rootfs.source)
-
-    def identity(self, rootfs: Rootfs) -> str:
-        """Device and inode of the image file (a swap exchanges the inodes behind the names)."""
-        st = os.lstat(rootfs.source)
-        return f"{st.st_dev}:{st.st_ino}"
+        return placement.staged_beside() or str(placement.path(IMAGE_LEAF))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -370,10 +359,6 @@ class LoopBackend(Backend):
 
     # ------------------------------------------------------------------ atomic restore
 
-    def swap(self, live: Rootfs, staged: Rootfs) -> None:
-        """Exchange the two image files with one ``renameat2(RENAME_EXCHANGE)``."""
-        rename_exchange(Path(live.source), Path(staged.source))
-        fsync_dir(Path(live.source).parent)
 
     # ------------------------------------------------------------------ helpers
 
