@@ -177,12 +177,22 @@ class Backend:
         placement: Placement,
         options: CreateOptions,
         progress: "object | None" = None,
+        *,
+        source: Rootfs | None = None,
+        source_backend: "Backend | None" = None,
     ) -> CloneOutcome:
         """Make a new rootfs at ``placement`` holding a full copy of the tree at ``source_path``.
 
         The default creates an empty rootfs, copies with bdev's copy engine (which keeps what
         ``rsync -aHAXS --numeric-ids`` keeps and reflinks where it can) and destroys the new
         rootfs again if anything fails.  Override for a faster native path.
+
+        When the core copies one container's rootfs into another it also passes ``source``
+        (the rootfs whose files are at ``source_path``, mounted read-only) and its
+        ``source_backend``, so a backend can copy natively from storage of its own kind (zfs:
+        ``zfs send | zfs recv``).  Both are None when the files come from elsewhere (a
+        template, ``--source DIR``).  An override that does not take them keeps working: the
+        core passes them only to implementations that accept them.
         """
         from .copying import copytree
 
@@ -238,6 +248,25 @@ class Backend:
         locator holds what ``staged`` held and the reverse.  A crash at any moment must leave
         each locator holding one of the two complete trees (check with :meth:`identity`)."""
         raise self._unsupported("atomic swap")
+
+    def restore_natively(self, live: Rootfs, snapshot: Rootfs) -> bool:
+        """Make ``live`` hold the tree of ``snapshot`` (the rootfs of one of the container's
+        snapshots, of this backend) in place, by the backend's own means, or return False
+        having changed nothing; the core then stages the snapshot beside ``live`` and swaps.
+
+        zfs rolls the dataset back when the snapshot is its latest and the container snapshot
+        is unchanged.  The default (False) always leaves the work to stage and swap.
+
+        Rules for an implementation:
+
+        * Atomic: when it returns False or raises, ``live`` is unchanged.
+        * Nothing else is lost: never remove anything the user can still reach (a newer
+          snapshot, another container's data); return False instead.
+        * Idempotent: after a crash the core calls it again with the same arguments to finish
+          the restore, so it must return True, harmlessly, when ``live`` already holds the
+          snapshot's tree.  ``identity(live)`` need not change.
+        """
+        return False
 
     # ------------------------------------------------------------------ helpers
 

@@ -1,12 +1,16 @@
 """The zfs backend on real ZFS: a zfs-fuse daemon (started here only if no ZFS answers, and
-stopped again), a pool on a sparse file, the backend contract, and zfs-specific cases."""
+stopped again) with a pool on a sparse file, or, with ``BDEV_TEST_ZFS_POOL=<pool>`` on a
+kernel-ZFS machine, a scratch dataset in that pool.  The backend contract and zfs-specific
+cases run once per implementation that works here: the zfs command, and libzfs_core (pyzfs)."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +20,11 @@ import pytest
 from bdev.api import Container
 from bdev.command import run, which
 from bdev.errors import BdevError
-from bdev.records import CreateOptions, Placement
+from bdev.mounts import mount_at
+from bdev.records import CreateOptions, Placement, Rootfs
+from bdev.store.layout import JOURNAL
 from bdev.testing.kit import BackendContract
+from bdev.testing.kit.crash import killed, run_killed
 from bdev.testing.kit.storage import environment, write_hermetic_lxc_conf
 from bdev.testing.samples import make_sample_rootfs
 from bdev.testing.storage import loop_filesystem
@@ -31,16 +38,37 @@ pytestmark = [
 
 REWRITTEN = ("etc/hostname:", "etc/hosts:")
 _ROOTS = itertools.count()
+IMPL_ENV = "BDEV_ZFS_IMPL"
+
+
+def _pyzfs_problem() -> str | None:
+    """Why libzfs_core (pyzfs) cannot drive ZFS here, or None when it answers."""
+    from bdev_zfs import _ops
+
+    ops, why_not = _ops.library("bdev-probe")
+    return None if ops is not None else why_not
+
+
+IMPLEMENTATIONS = ["cli"] if _pyzfs_problem() else ["pyzfs", "cli"]
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS, autouse=True)
+def zfs_impl(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test once per implementation that works here (``BDEV_ZFS_IMPL``): pyzfs where
+    it answers, and the zfs command always."""
+    with environment(IMPL_ENV, request.param):
+        yield request.param
 
 
 @pytest.fixture(scope="module")
-def zfs_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A running ZFS (zfs-fuse started here if none answers) and a fresh pool with a root
-    dataset ``<pool>/lxc``; all torn down afterwards, even when tests fail."""
-    from bdev_zfs.testing import zfs_daemon, zfs_pool as make_pool
+def zfs_pool(tmp_path_factory: pytest.TempPathFactory, zfs_impl: str) -> Iterator[str]:
+    """A running ZFS and a fresh dataset tree (a pool on a sparse file under zfs-fuse, or a
+    dataset in ``BDEV_TEST_ZFS_POOL``) with a root dataset ``<tree>/lxc``; all torn down
+    afterwards, even when tests fail."""
+    from bdev_zfs.testing import zfs_test_space
 
     work = tmp_path_factory.mktemp("zfs")
-    with zfs_daemon(work), make_pool(f"bdevtest{os.getpid()}", work / "pool.img", "2G") as pool:
+    with zfs_test_space(work, f"bdevtest{os.getpid()}{zfs_impl}") as pool:
         run(["zfs", "create", "-o", "mountpoint=none", f"{pool}/lxc"])
         yield pool
 
@@ -53,6 +81,16 @@ def zfs_lxc_conf(zfs_pool: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         f.write(f"lxc.bdev.zfs.root = {zfs_pool}/lxc\n")
     with environment("BDEV_LXC_CONF", str(conf)):
         yield conf
+
+
+def zfs_backend():
+    from bdev.engine.context import default_registry
+
+    return default_registry().backend("zfs")
+
+
+def prop(dataset: str, name: str) -> str:
+    return run(["zfs", "get", "-H", "-p", "-o", "value", name, dataset]).stdout.strip()
 
 
 def datasets(pool: str) -> list[str]:
@@ -96,7 +134,7 @@ def zlxc(lxcpath: Path, no_leaks: None, zfs_pool: str) -> Iterator[Path]:
     yield lxcpath
     left = datasets(zfs_pool)
     for name in left:
-        if "@" not in name and name.count("/") == 2:
+        if "@" not in name and name.count("/") == zfs_pool.count("/") + 2:
             run(["zfs", "destroy", "-R", "-f", name], check=False)
     assert left == [], "datasets left behind"
 
@@ -288,25 +326,32 @@ print("DEFINED", Container("x", lxcpath).defined)
 
 
 @pytest.mark.skipif(not which("unshare"), reason="unshare (util-linux) is missing")
-def test_daemon_not_running_is_one_sentence(zlxc: Path, tmp_path: Path) -> None:
-    """Hide the daemon's socket (an empty tmpfs over /run/zfs in a private mount namespace):
-    every entry point says the daemon is not running, and nothing is created."""
-    if not os.path.exists("/run/zfs/zfs_socket"):
-        pytest.skip("ZFS here is not zfs-fuse (no /run/zfs/zfs_socket)")
+def test_no_zfs_answering_is_one_sentence(zlxc: Path, tmp_path: Path) -> None:
+    """Hide what serves ZFS in a private mount namespace: zfs-fuse's socket (an empty tmpfs
+    over /run/zfs), or kernel ZFS's /dev/zfs (a tmpfs /dev holding only the usual devices).
+    Every entry point says no ZFS answers, in one sentence, and nothing is created."""
+    if os.path.exists("/run/zfs/zfs_socket"):
+        shell, expected = 'mount -t tmpfs none /run/zfs && exec "$0" "$@"', "zfs-fuse daemon is not running"
+    elif os.path.exists("/dev/zfs"):
+        old = tmp_path / "olddev"
+        old.mkdir()
+        binds = " && ".join(f"touch /dev/{n} && mount --bind {old}/{n} /dev/{n}" for n in ("null", "zero", "urandom", "random"))
+        shell = f'mount --rbind /dev {old} && mount -t tmpfs none /dev && {binds} && exec "$0" "$@"'
+        expected = "ZFS kernel module"
+    else:
+        pytest.skip("neither a zfs-fuse socket nor /dev/zfs serves ZFS here")
     script = tmp_path / "child.py"
     script.write_text(DAEMON_DOWN_CHILD)
-    import sys
-
-    shell = f'mount -t tmpfs none /run/zfs && exec "$0" "$@"'
     out = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", shell, sys.executable, str(script), str(zlxc)],
         capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
-    assert "zfs-fuse daemon is not running" in lines["REASONS"]
-    assert "zfs-fuse daemon is not running" in lines["REFUSAL"]
-    assert "zfs-fuse daemon is not running" in lines["ERROR"] and "Traceback" not in out.stdout
+    print(lines)
+    assert expected in lines["REASONS"]
+    assert expected in lines["REFUSAL"]
+    assert expected in lines["ERROR"] and "Traceback" not in out.stdout
     assert lines["DEFINED"] == "False"
 
 
@@ -345,7 +390,7 @@ def test_copy_to_another_pool_by_send_receive(zlxc: Path, sample: Path, tmp_path
         copy.destroy()
         left = run(["zfs", "list", "-H", "-r", "-t", "all", "-o", "name", f"{other}/lxc"]).stdout.split()
         assert left == [f"{other}/lxc"]
-    assert run(["zfs", "list", "-H", "-t", "snapshot", "-o", "name"], check=False).stdout.strip() == ""
+    assert run(["zfs", "list", "-H", "-r", "-t", "snapshot", "-o", "name", origin.rootfs.source]).stdout.strip() == ""
     origin.destroy()
 
 
@@ -375,3 +420,278 @@ def test_swap_interrupted_is_finished_by_next_use(zlxc: Path, sample: Path, zfs_
     assert not backend.exists(type(live)("zfs", live.source + ".bdev-swap"))
     live_c.destroy()
     staged_c.destroy()
+
+
+# ---------------------------------------------------------------------------- restore by rollback
+
+
+def snapshot_dataset(container: Container, snap: str) -> str:
+    """The dataset of the container snapshot ``snap``, from its config."""
+    config = container.directory / "snaps" / snap / "config"
+    line = next(l for l in config.read_text().splitlines() if l.startswith("lxc.rootfs.path"))
+    return line.split("=", 1)[1].strip().removeprefix("zfs:")
+
+
+def test_latest_snapshot_restores_by_rollback(zlxc: Path, sample: Path, zfs_pool: str) -> None:
+    """Restoring the latest, unchanged snapshot rolls the dataset back: same guid (a swap would
+    bring another dataset), no clone made, the files and the config are the snapshot's, and
+    doing it twice is the same."""
+    c = Container("c1", zlxc)
+    c.create(backend="zfs", source=sample)
+    write(c, "etc/motd", "at the snapshot\n")
+    assert c.snapshot() == "snap0"
+    snap_ds = snapshot_dataset(c, "snap0")
+    assert prop(snap_ds, "readonly") == "on" and prop(snap_ds, "origin") == f"{c.rootfs.source}@c1.snap0"
+    write(c, "etc/motd", "changed later\n")
+    write(c, "added-later", "x\n")
+    with c.config_file_name.open("a") as f:
+        f.write("lxc.environment = AFTER=1\n")
+    guid, before = prop(c.rootfs.source, "guid"), datasets(zfs_pool)
+    c.snapshot_restore("snap0")
+    assert prop(c.rootfs.source, "guid") == guid
+    assert datasets(zfs_pool) == before
+    assert prop(c.rootfs.source, "origin") == "-"
+    assert read(c, "etc/motd") == "at the snapshot\n"
+    with pytest.raises(FileNotFoundError):
+        read(c, "added-later")
+    assert "AFTER=1" not in c.config_file_name.read_text()
+    c.snapshot_restore("snap0")
+    assert prop(c.rootfs.source, "guid") == guid and read(c, "etc/motd") == "at the snapshot\n"
+    assert prop(c.rootfs.source, "mountpoint") == str(zlxc / "c1" / "rootfs")
+    c.destroy(with_snapshots=True)
+
+
+def test_older_snapshot_restores_by_swap_keeping_newer(zlxc: Path, sample: Path, zfs_pool: str) -> None:
+    """An older snapshot is not rolled back to (that would need rollback -r, destroying the
+    newer ones): the core stages a clone and swaps, and every snapshot stays restorable."""
+    c = Container("c1", zlxc)
+    c.create(backend="zfs", source=sample)
+    for i in range(2):
+        write(c, "etc/motd", f"version {i}\n")
+        c.snapshot()
+    guid = prop(c.rootfs.source, "guid")
+    c.snapshot_restore("snap0")
+    assert prop(c.rootfs.source, "guid") != guid
+    assert read(c, "etc/motd") == "version 0\n"
+    assert [s.name for s in c.snapshot_list()] == ["snap0", "snap1"]
+    visible = [d for d in datasets(zfs_pool) if "@" not in d and ".bdev-deleted" not in d]
+    assert visible == [c.rootfs.source, f"{zfs_pool}/lxc/c1.snap0", f"{zfs_pool}/lxc/c1.snap1"]
+    c.snapshot_restore("snap1")
+    assert read(c, "etc/motd") == "version 1\n"
+    c.destroy(with_snapshots=True)
+    assert datasets(zfs_pool) == []
+
+
+def test_changed_snapshot_restores_what_it_holds(zlxc: Path, sample: Path) -> None:
+    """A container snapshot whose dataset was changed after all (made writable by hand) no
+    longer equals its ZFS snapshot: rollback would restore the wrong tree, so the core stages a
+    clone of what the snapshot holds now and swaps."""
+    c = Container("c1", zlxc)
+    c.create(backend="zfs", source=sample)
+    c.snapshot()
+    snap_ds = snapshot_dataset(c, "snap0")
+    run(["zfs", "set", "readonly=off", snap_ds])
+    backend = zfs_backend()
+    with backend.accessed(Rootfs("zfs", snap_ds)) as path:
+        (path / "etc/motd").write_text("edited inside the snapshot\n")
+    assert prop(snap_ds, "used") != prop(snap_ds, "bdev:pristine-used")
+    guid = prop(c.rootfs.source, "guid")
+    c.snapshot_restore("snap0")
+    assert prop(c.rootfs.source, "guid") != guid
+    assert read(c, "etc/motd") == "edited inside the snapshot\n"
+    c.destroy(with_snapshots=True)
+
+
+def test_newer_clone_snapshot_keeps_rollback_away(zlxc: Path, sample: Path, zfs_pool: str) -> None:
+    """A snapshot clone made after the container snapshot adds a newer ZFS snapshot (its
+    origin): rollback without -r refuses, the restore swaps, and the clone is untouched."""
+    c = Container("c1", zlxc)
+    c.create(backend="zfs", source=sample)
+    c.snapshot()
+    write(c, "etc/motd", "for the clone\n")
+    web = c.clone("web1", snapshot=True)
+    guid = prop(c.rootfs.source, "guid")
+    c.snapshot_restore("snap0")
+    assert prop(c.rootfs.source, "guid") != guid
+    assert matches(c, sample) == []
+    assert read(web, "etc/motd") == "for the clone\n"
+    web.destroy()
+    c.destroy(with_snapshots=True)
+    assert datasets(zfs_pool) == []
+
+
+@pytest.mark.parametrize("step", ["restore:after-stage", "restore:after-swap", "restore:after-config"])
+def test_crash_during_rollback_restore(zlxc: Path, sample: Path, zfs_pool: str, step: str) -> None:
+    """A restore by rollback killed at each marked step: the journal says ``native``; the next
+    command leaves the container as it was (before the rollback was about to start) or rolls
+    back again and installs the snapshot's config (after), and the guid never changes."""
+    c = Container("c1", zlxc)
+    c.create(backend="zfs", source=sample)
+    c.snapshot()
+    write(c, "etc/motd", "changed after the snapshot\n")
+    with c.config_file_name.open("a") as f:
+        f.write("lxc.environment = AFTER=1\n")
+    config_before, guid = c.config_file_name.read_text(), prop(c.rootfs.source, "guid")
+    result = run_killed(zlxc, "Container('c1', P, registry=R).snapshot_restore('snap0')", step, [])
+    assert killed(result), result.stderr[-2000:]
+    journal = json.loads((c.directory / JOURNAL).read_text())
+    assert journal["method"] == "native" and bool(journal.get("native_started")) is (step != "restore:after-stage")
+    assert [x.name for x in c.snapshot_list()] == ["snap0"]  # takes the lock: recovers first
+    assert not (c.directory / JOURNAL).exists()
+    assert prop(c.rootfs.source, "guid") == guid
+    if step == "restore:after-stage":
+        assert read(c, "etc/motd") == "changed after the snapshot\n"
+        assert c.config_file_name.read_text() == config_before
+    else:
+        assert matches(c, sample) == []
+        assert "AFTER=1" not in c.config_file_name.read_text()
+    assert not [d for d in datasets(zfs_pool) if "bdev-" in d]
+    c.destroy(with_snapshots=True)
+
+
+# ---------------------------------------------------------------------------- overlay over a frozen dataset
+
+
+def test_overlay_clone_layers_over_a_frozen_readonly_clone(zlxc: Path, sample: Path, zfs_pool: str) -> None:
+    """``clone -s -B overlay`` of a zfs container layers over a read-only zfs clone made for
+    it, not over the live dataset: later writes to the origin do not show in the clone, the
+    clone does not depend on its origin, and destroying both leaves no dataset behind."""
+    origin = Container("origin", zlxc)
+    origin.create(backend="zfs", source=sample)
+    web = origin.clone("web1", snapshot=True, backend="overlay")
+    assert web.outcome.method == "layer" and not web.outcome.depends_on_origin
+    frozen = f"{zfs_pool}/lxc/web1.overlay.lower0"
+    assert frozen in datasets(zfs_pool)
+    assert prop(frozen, "origin") == f"{origin.rootfs.source}@web1.overlay.lower0"
+    assert prop(frozen, "readonly") == ("on" if os.path.exists("/dev/zfs") else "off")  # see ZfsBackend.freeze
+    write(origin, "etc/motd", "written to the origin later\n")
+    assert matches(web, sample) == []
+    write(web, "etc/motd", "the clone's own\n")
+    assert read(origin, "etc/motd") == "written to the origin later\n"
+    assert origin.dependents() == []
+    web.destroy()
+    assert datasets(zfs_pool) == [origin.rootfs.source]
+    origin.destroy()
+    assert datasets(zfs_pool) == []
+
+
+def test_overlay_clone_outlives_its_destroyed_origin(zlxc: Path, sample: Path, zfs_pool: str) -> None:
+    """The origin of an overlay clone over a frozen dataset can be destroyed: its dataset is
+    hidden (the frozen clone needs its snapshot) and goes with the overlay clone; clones of the
+    overlay clone freeze the frozen dataset again."""
+    origin = Container("origin", zlxc)
+    origin.create(backend="zfs", source=sample)
+    web = origin.clone("web1", snapshot=True, backend="overlay")
+    web2 = web.clone("web2", snapshot=True)
+    origin.destroy()
+    visible = sorted(d for d in datasets(zfs_pool) if ".bdev-deleted" not in d and "@" not in d)
+    assert visible == [f"{zfs_pool}/lxc/web1.overlay.lower0", f"{zfs_pool}/lxc/web2.overlay.lower1"]
+    assert matches(web, sample) == [] and matches(web2, sample) == []
+    web.destroy()
+    assert matches(web2, sample) == []
+    web2.destroy()
+    assert datasets(zfs_pool) == []
+
+
+def test_freeze_refuses_another_pool(zlxc: Path, sample: Path, zfs_pool: str, tmp_path: Path) -> None:
+    """A frozen copy is a clone, which cannot leave its pool: freeze answers None (the overlay
+    then layers over the live rootfs) and makes nothing."""
+    c = Container("c1", zlxc)
+    c.create(backend="zfs", source=sample)
+    backend = zfs_backend()
+    elsewhere = type(backend)({"lxc.bdev.zfs.root": "otherpool/lxc"})
+    assert elsewhere.freeze(c.rootfs, Placement(tmp_path, "lower0", owner="x.overlay")) is None
+    assert datasets(zfs_pool) == [c.rootfs.source]
+    c.destroy()
+
+
+# ---------------------------------------------------------------------------- implementation and mounts
+
+
+def test_implementation_is_reported(zfs_impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bdev backends`` says which implementation works (and why not pyzfs), and a forced one
+    that cannot work makes the backend unusable with the reason."""
+    kernel = os.path.exists("/dev/zfs")
+    from click.testing import CliRunner
+
+    from bdev.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["backends", "--format", "json"], catch_exceptions=False)
+    record = next(b for b in json.loads(result.stdout)["backends"] if b["name"] == "zfs")
+    assert record["usable"], record
+    text = record["implementation"]
+    assert text.startswith("kernel ZFS" if kernel else "zfs-fuse")
+    if zfs_impl == "pyzfs":
+        assert "libzfs_core (pyzfs" in text
+    else:
+        assert "zfs CLI" in text
+    problem = _pyzfs_problem()
+    monkeypatch.setenv(IMPL_ENV, "pyzfs")
+    if problem:
+        assert zfs_backend().unavailable_reasons() == [f"{IMPL_ENV}=pyzfs, but {problem}"]
+    else:
+        assert zfs_backend().unavailable_reasons() == []
+    monkeypatch.setenv(IMPL_ENV, "bogus")
+    assert zfs_backend().unavailable_reasons() == [f"{IMPL_ENV}='bogus' is neither 'cli' nor 'pyzfs'"]
+
+
+def test_pyzfs_drives_kernel_zfs(zlxc: Path, zfs_pool: str) -> None:
+    """Where pyzfs answers, its operations do the work: snapshot, clone with properties,
+    rollback (refused when not the latest), destroy."""
+    problem = _pyzfs_problem()
+    if problem:
+        pytest.skip(f"libzfs_core cannot drive ZFS here: {problem}")
+    from bdev_zfs import _ops
+
+    ops, _ = _ops.library(zfs_pool.split("/", 1)[0])
+    assert ops is not None and ops.kind == "pyzfs"
+    base = f"{zfs_pool}/lxc/lzc"
+    run(["zfs", "create", "-o", "mountpoint=none", base])
+    ops.snapshot(f"{base}@one")
+    ops.clone(f"{base}@one", f"{base}-clone", {"canmount": "noauto", "readonly": "on", "mountpoint": "/nonexistent", "bdev:x": "y"})
+    assert [prop(f"{base}-clone", p) for p in ("canmount", "readonly", "mountpoint", "bdev:x")] == ["noauto", "on", "/nonexistent", "y"]
+    ops.snapshot(f"{base}@two")
+    assert ops.rollback(f"{base}@two") and not ops.rollback(f"{base}@one")
+    ops.destroy(f"{base}-clone")
+    ops.destroy(base)
+    assert not ops.exists(base) and not ops.exists(f"{base}@one")
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_mount_path(zlxc: Path, sample: Path, readonly: bool) -> None:
+    """bdev's own mounts: ``mount -t zfs -o zfsutil`` on kernel ZFS (a ``zfs`` mount), ``zfs
+    mount`` through the mountpoint property on zfs-fuse (``fuse.zfs``), read-only when asked;
+    afterwards nothing is mounted and the mountpoint property is the container's again."""
+    c = Container("m", zlxc)
+    c.create(backend="zfs", source=sample)
+    backend, dataset = zfs_backend(), c.rootfs.source
+    kernel = os.path.exists("/dev/zfs")
+    with backend.accessed(c.rootfs, readonly=readonly) as path:
+        entry = mount_at(path)
+        assert entry is not None and entry.source == dataset
+        assert entry.fstype == ("zfs" if kernel else "fuse.zfs")
+        assert (path / "etc/motd").exists()
+        if readonly:
+            with pytest.raises(OSError):
+                (path / "new").write_text("x")
+        else:
+            (path / "new").write_text("x")
+    assert mount_at(path) is None
+    assert prop(dataset, "mounted") == "no" and prop(dataset, "mountpoint") == str(zlxc / "m" / "rootfs")
+    c.destroy()
+
+
+def test_plain_clone_is_sent_and_received(zlxc: Path, sample: Path, zfs_pool: str) -> None:
+    """A plain clone of a zfs container is a full copy the core hands to ``copy_from`` with the
+    source rootfs, which sends and receives it: an independent dataset (no origin), no
+    temporary snapshot left on either side."""
+    origin = Container("origin", zlxc)
+    origin.create(backend="zfs", source=sample)
+    copy = origin.clone("copy")
+    assert copy.outcome.method == "copy" and "zfs send" in copy.outcome.note
+    assert prop(copy.rootfs.source, "origin") == "-"
+    assert matches(copy, sample) == []
+    assert [d for d in datasets(zfs_pool) if "@" in d] == []
+    origin.destroy()
+    assert matches(copy, sample) == []
+    copy.destroy()

@@ -139,15 +139,19 @@ def snapshot_refusal(
     """``backend.snapshot_refusal(...)``, passing ``options`` only to implementations that
     accept it: a plugin written before the parameter existed keeps working (as pluggy lets a
     hook implementation take fewer arguments than its specification)."""
-    if _accepts_options(type(backend).snapshot_refusal):
+    if _accepts(type(backend).snapshot_refusal, "options"):
         return backend.snapshot_refusal(source, source_backend, placement, options)
     return backend.snapshot_refusal(source, source_backend, placement)
 
 
 @functools.cache
-def _accepts_options(method: object) -> bool:
+def _accepts(method: object, name: str, *, keyword_only: bool = False) -> bool:
+    """Whether ``method`` takes a parameter ``name`` (keyword-only if asked) or any keyword."""
     parameters = inspect.signature(method).parameters  # type: ignore[arg-type]
-    return "options" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return True
+    parameter = parameters.get(name)
+    return parameter is not None and (not keyword_only or parameter.kind is parameter.KEYWORD_ONLY)
 
 
 def target_rootfs(plan: ClonePlan, placement: Placement, options: CreateOptions) -> Rootfs:
@@ -164,10 +168,15 @@ def execute(
     progress: object | None = None,
 ) -> CloneOutcome:
     """Carry out ``plan``: a snapshot through the target backend, or a copy of the source's
-    files (mounted read-only where the source needs mounting) into a new rootfs."""
+    files (mounted read-only where the source needs mounting) into a new rootfs.  A copy also
+    tells the target which rootfs it copies (``source``, ``source_backend``) when its
+    ``copy_from`` takes them, so it can copy natively."""
     if plan.method in ("snapshot", "layer"):
         outcome = plan.target.snapshot(source, source_backend, placement, options)
     else:
+        origin = {}
+        if _accepts(type(plan.target).copy_from, "source", keyword_only=True):
+            origin = {"source": source, "source_backend": source_backend}
         with source_backend.accessed(source, readonly=True) as source_path:
-            outcome = plan.target.copy_from(source_path, placement, options, progress)
+            outcome = plan.target.copy_from(source_path, placement, options, progress, **origin)
     return replace(outcome, note=plan.note) if plan.note else outcome

@@ -6,6 +6,14 @@ installed, and only then is the old tree destroyed.  A journal written before th
 records the live rootfs's identity; after a crash the next command compares identities to
 tell whether the swap happened, and completes or rolls back accordingly.  Either way the
 container is whole.
+
+A backend may restore natively instead (:meth:`Backend.restore_natively`: zfs rolls back to
+its latest snapshot).  The journal then says ``method: native``, and ``native_started`` once
+the core is about to call it.  A native restore keeps the live identity, so recovery never
+compares identities for it: before ``native_started`` nothing changed (rolled back); after
+it, the core calls the idempotent hook again and installs the config (completed).  When the
+hook declines, the journal turns into an ordinary ``swap`` one and the restore goes on by
+stage and swap.
 """
 
 from __future__ import annotations
@@ -66,7 +74,8 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
         live_config = ctx.store.load_config(ref)
         live = ctx.store.rootfs_of(ref, live_config)
         backend = ctx.registry.backend_for(live)
-        if type(backend).swap is Backend.swap:
+        has_swap = type(backend).swap is not Backend.swap
+        if not has_swap and not _offers_native_restore(backend):
             raise NotSupported("cannot restore in place without an atomic swap; restore to a new name", container=ref.name, backend=backend.name)
         snap_config = ctx.store.load_config(snap)
         snap_rootfs = ctx.store.rootfs_of(snap, snap_config)
@@ -82,11 +91,21 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
             raise exc.about(container=ref.name)
         staged = target_rootfs(plan, staged_place, options)
         new_config = clone_config(snap_config, snap, ref, live, keepname=True, keepmac=True)
+        native = _offers_native_restore(backend) and snap_rootfs.backend == backend.name
         journal = Journal.begin(
             ref.file(JOURNAL), "restore", snapshot=snapname, snapshot_dir=str(snap.directory), backend=backend.name,
             live=live.source, staged=staged.source, live_identity=backend.identity(live),
-            config=new_config.render(),
+            config=new_config.render(), method=NATIVE if native else SWAP, snapshot_rootfs=snap_rootfs.source,
         )
+        if native and _restore_natively(ctx, ref, backend, live, snap_rootfs, journal):
+            ctx.notify(f"restored {ref.name} to {snapname} in place: natively, by the {backend.name} backend")
+            return
+        if not has_swap:
+            journal.finish()
+            raise NotSupported(
+                f"cannot restore {snapname} in place natively and has no atomic swap; restore to a new name",
+                container=ref.name, backend=backend.name,
+            )
         try:
             outcome = execute(plan, snap_rootfs, snap_backend, staged_place, options, progress)
         except BaseException as exc:
@@ -108,12 +127,52 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
                 ) from None
             raise
         faults.checkpoint("restore:after-swap")
-        copy_container_files(new_config, snap, ref)
-        new_config.save(ref.config_path)
+        _install_config(journal, ref)
         faults.checkpoint("restore:after-config")
         backend.destroy(outcome.rootfs)
         journal.finish()
     ctx.notify(f"restored {ref.name} to {snapname} in place: {outcome.describe()}")
+
+
+NATIVE = "native"
+SWAP = "swap"
+
+
+def _offers_native_restore(backend: Backend) -> bool:
+    return type(backend).restore_natively is not Backend.restore_natively
+
+
+def _restore_natively(
+    ctx: Context, ref: ContainerRef, backend: Backend, live: Rootfs, snapshot: Rootfs, journal: Journal
+) -> bool:
+    """Let the backend restore ``snapshot`` into ``live`` itself; False (journal switched to
+    ``swap``, nothing changed) when it declines.  The marked steps keep their meaning for
+    crash tests: ``after-stage`` changes nothing here, ``after-swap`` follows the native
+    restore, before the config is installed."""
+    faults.checkpoint("restore:after-stage")
+    journal.update(native_started=True)
+    try:
+        done = backend.restore_natively(live, snapshot)
+    except BdevError as exc:  # an expected failure of an atomic operation: nothing changed
+        journal.finish()
+        raise exc.about(container=ref.name, backend=backend.name)
+    # anything else (an interrupt, a bug) leaves the journal: the next command finishes it
+    if not done:
+        journal.update(method=SWAP, native_started=False)
+        return False
+    faults.checkpoint("restore:after-swap")
+    _install_config(journal, ref)
+    faults.checkpoint("restore:after-config")
+    journal.finish()
+    return True
+
+
+def _install_config(journal: Journal, ref: ContainerRef) -> None:
+    """Install the snapshot's config recorded in the journal (and the files it names)."""
+    config = LxcConfig.parse(journal.get("config"))
+    snapshot_dir = Path(journal.get("snapshot_dir"))
+    copy_container_files(config, ContainerRef(snapshot_dir.parent, snapshot_dir.name, owner=ref.name), ref)
+    config.save(ref.config_path)
 
 
 def rollback_or_finish_restore(ctx: Context, ref: ContainerRef, journal: Journal) -> str:
@@ -121,11 +180,14 @@ def rollback_or_finish_restore(ctx: Context, ref: ContainerRef, journal: Journal
 
     If the live rootfs is still the one recorded, the swap never happened: the staged copy is
     discarded (rolled back).  Otherwise the swap happened: the snapshot's config is installed
-    and the staged name, which now holds the old tree, is destroyed (completed).
+    and the staged name, which now holds the old tree, is destroyed (completed).  A native
+    restore is finished by :func:`_finish_native_restore`.
     """
     backend = ctx.registry.backend(journal.get("backend"))
     live = Rootfs(backend.name, journal.get("live"))
     staged = Rootfs(backend.name, journal.get("staged"))
+    if journal.get("method", SWAP) == NATIVE:
+        return _finish_native_restore(ref, journal, backend, live)
     if not backend.exists(live):
         raise BdevError(
             f"an interrupted restore left no rootfs at {live.source}; the previous tree is at {staged.source} "
@@ -134,11 +196,25 @@ def rollback_or_finish_restore(ctx: Context, ref: ContainerRef, journal: Journal
         )
     swapped = backend.identity(live) != journal.get("live_identity")
     if swapped:
-        config = LxcConfig.parse(journal.get("config"))
-        snapshot_dir = Path(journal.get("snapshot_dir"))
-        copy_container_files(config, ContainerRef(snapshot_dir.parent, snapshot_dir.name, owner=ref.name), ref)
-        config.save(ref.config_path)
+        _install_config(journal, ref)
     if backend.exists(staged):
         backend.destroy(staged)
     journal.finish()
     return "completed" if swapped else "rolled back"
+
+
+def _finish_native_restore(ref: ContainerRef, journal: Journal, backend: Backend, live: Rootfs) -> str:
+    """A native restore that was not about to start changed nothing (rolled back); one that
+    was is done again (the hook is idempotent) and its config installed (completed).  If the
+    backend now declines, nothing was changed by it and the container is left as it is."""
+    if not journal.get("native_started"):
+        journal.finish()
+        return "rolled back"
+    try:
+        done = backend.restore_natively(live, Rootfs(backend.name, journal.get("snapshot_rootfs")))
+    except BdevError as exc:
+        raise exc.about(container=ref.label, backend=backend.name)
+    if done:
+        _install_config(journal, ref)
+    journal.finish()
+    return "completed" if done else "rolled back"

@@ -7,16 +7,22 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
-from bdev.command import run
+from bdev.command import Completed, run
 from bdev.errors import BackendUnavailable, BdevError, CommandError
+
+E = TypeVar("E", bound=BaseException)
 
 BACKEND = "zfs"
 BUSY_RETRIES = 25
 BUSY_DELAY = 0.2
 _NAME_COMPONENT = re.compile(r"^[A-Za-z0-9_.:\- ]+$")
-_DAEMON_DOWN = ("zfs-fuse daemon is running", "failed to initialize ZFS library", "/dev/zfs")
+_DAEMON_DOWN = (
+    "zfs-fuse daemon is running", "failed to initialize ZFS library", "/dev/zfs", "modules are not loaded",
+    "Failed to initialize the libzfs library",
+)
 
 
 def daemon_down(stderr: str) -> bool:
@@ -46,7 +52,7 @@ def unavailable_reason(stderr: str) -> str:
         return "the zfs command is not installed (install zfs-fuse or zfsutils-linux)"
     if "zfs-fuse" in stderr:
         return "the zfs-fuse daemon is not running (start it with 'zfs-fuse' or 'systemctl start zfs-fuse')"
-    return "neither the ZFS kernel module (/dev/zfs) nor a zfs-fuse daemon answers"
+    return "neither the ZFS kernel module (through /dev/zfs) nor a zfs-fuse daemon answers"
 
 
 def zfs(*args: str, check: bool = True, container: str | None = None) -> str:
@@ -82,10 +88,10 @@ def get(dataset: str, prop: str) -> str | None:
     result = run(["zfs", "get", "-H", "-p", "-o", "value", prop, dataset], check=False, backend=BACKEND)
     if result.returncode != 0:
         if daemon_down(result.stderr):
-            raise failure(CommandError(result.argv, result.returncode, result.stderr))
+            raise failure_of(result)
         if "does not exist" in result.stderr or "invalid" in result.stderr:
             return None
-        raise failure(CommandError(result.argv, result.returncode, result.stderr))
+        raise failure_of(result)
     return result.stdout.rstrip("\n")
 
 
@@ -98,7 +104,7 @@ def pool_exists(pool: str) -> bool:
     """Whether the pool ``pool`` is imported."""
     result = run(["zpool", "list", "-H", "-o", "name", pool], check=False, backend=BACKEND)
     if result.returncode != 0 and daemon_down(result.stderr):
-        raise failure(CommandError(result.argv, result.returncode, result.stderr))
+        raise failure_of(result)
     return result.returncode == 0
 
 
@@ -132,18 +138,48 @@ def name_problem(name: str) -> str | None:
 def retry_busy(argv: Sequence[str], dataset: str, *, container: str | None = None) -> None:
     """Run ``zfs argv`` and, while it says "dataset is busy", unmount ``dataset`` (forcibly)
     and retry every 0.2 s, a bounded number of times; then fail with one sentence."""
-    last: CommandError | None = None
+    while_busy(
+        lambda: run(["zfs", *argv], backend=BACKEND, container=container),
+        dataset,
+        catch=CommandError,
+        busy=lambda exc: "busy" in exc.stderr,
+        fail=lambda exc: failure(exc, container=container),
+    )
+
+
+def while_busy(
+    attempt: Callable[[], object],
+    dataset: str,
+    *,
+    catch: type[E],
+    busy: Callable[[E], bool],
+    fail: Callable[[E], BdevError],
+) -> None:
+    """Call ``attempt``; while it raises a ``catch`` error that is ``busy``, ``zfs umount -f``
+    ``dataset`` and try again every 0.2 s, a bounded number of times.  Any other error, or the
+    last busy one, is raised as ``fail(error)``."""
+    last: E | None = None
     for _ in range(BUSY_RETRIES):
         try:
-            run(["zfs", *argv], backend=BACKEND, container=container)
+            attempt()
             return
-        except CommandError as exc:
-            if "busy" not in exc.stderr:
-                raise failure(exc, container=container) from None
+        except catch as exc:
+            if not busy(exc):
+                raise fail(exc) from None
             last = exc
         run(["zfs", "umount", "-f", dataset], check=False, backend=BACKEND)
         time.sleep(BUSY_DELAY)
     assert last is not None
-    err = failure(last, container=container)
+    err = fail(last)
     err.cause += f" (still busy after {BUSY_RETRIES} tries over {BUSY_RETRIES * BUSY_DELAY:.0f} s)"
     raise err
+
+
+def run_zfs(argv: Sequence[str], *, check: bool = True) -> Completed:
+    """``zfs argv`` through bdev's command helper, returning the finished command."""
+    return run(["zfs", *argv], check=check, backend=BACKEND)
+
+
+def failure_of(result: Completed, *, container: str | None = None) -> BdevError:
+    """One sentence for a zfs/zpool command that finished with an error."""
+    return failure(CommandError(result.argv, result.returncode, result.stderr), container=container)

@@ -4,11 +4,16 @@
 * The root is ``--zfsroot``, else ``lxc.bdev.zfs.root``, else ``lxc``.
 * Snapshot clones (and container snapshots) are ``zfs snapshot <src>@<new name>`` plus
   ``zfs clone``, and the new dataset is named from the placement's ``storage_name``
-  (``web1.snap0``), so two containers' ``snap0`` never collide.
+  (``web1.snap0``), so two containers' ``snap0`` never collide.  Container snapshots are
+  ``readonly=on``; so are the frozen lowers of overlay clones, with kernel ZFS.
+* Restore in place rolls back (``zfs rollback``, never ``-r``) when the container snapshot is
+  the live dataset's latest and unchanged; otherwise the core stages a clone and swaps.
 * Destroying a dataset whose snapshots still have clones renames it under
   ``<root>/.bdev-deleted/`` (unmountable) and it is destroyed when its last clone goes.
 * Mounting goes through ``zfs mount`` and the ``mountpoint`` property when the kernel has no
-  zfs filesystem (zfs-fuse); ``mount -t zfs`` otherwise.
+  zfs filesystem (zfs-fuse); ``mount -t zfs -o zfsutil`` otherwise.
+* Exists, snapshot, clone, destroy and rollback go through libzfs_core (pyzfs) where it works,
+  the ``zfs`` command otherwise (:mod:`bdev_zfs._ops`).
 """
 
 from __future__ import annotations
@@ -21,16 +26,16 @@ from pathlib import Path
 from bdev import Backend, Capabilities, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
 from bdev.command import run
 from bdev.errors import AlreadyExists, BdevError, InvalidInput
-from bdev.mounts import mount_at
-from bdev.requirements import Tool
+from bdev.requirements import PythonModule, Tool
 
-from . import _cli
+from . import _cli, _ops
 from ._cli import zfs
 
 log = logging.getLogger("bdev.zfs")
 DELETED = ".bdev-deleted"
 HOME_PROP = "bdev:mountpoint"
 SWAP_PROP = "bdev:swap-with"
+PRISTINE_PROP = "bdev:pristine-used"  # a container snapshot's ``used`` right after its clone
 
 
 def _kernel_zfs() -> bool:
@@ -41,27 +46,17 @@ def _kernel_zfs() -> bool:
         return False
 
 
-def _mounted_dataset(path: Path) -> str | None:
-    """The dataset mounted exactly at ``path`` (kernel ZFS or zfs-fuse), or None."""
-    entry = mount_at(path)
-    return entry.source if entry is not None and entry.fstype in ("zfs", "fuse.zfs") else None
-    target = os.path.realpath(path)
-    for line in reversed(lines):
-        fields = line.split(" ")
-        sep = fields.index("-")
-        mountpoint = fields[4].encode().decode("unicode_escape")
-        if mountpoint == target and fields[sep + 1] in ("zfs", "fuse.zfs"):
-            return fields[sep + 2]
-    return None
-
-
 class ZfsBackend(Backend):
     """A rootfs that is a ZFS dataset under a configurable root dataset."""
 
     name = "zfs"
     description = "a ZFS dataset under lxc.bdev.zfs.root; snapshot clones, kernel ZFS or zfs-fuse"
     capabilities = Capabilities(native_snapshot=True, needs_pool=True, needs_mount=True, can_backup=True)
-    requires = (Tool("zfs", package="zfs-fuse"), Tool("zpool", package="zfs-fuse"))
+    requires = (
+        Tool("zfs", package="zfs-fuse"),
+        Tool("zpool", package="zfs-fuse"),
+        PythonModule("libzfs_core", package="python3-pyzfs", optional=True),
+    )
     detect_priority = 20
     best_priority = 20
     time_granularity_ns = 1_000_000_000  # zfs-fuse keeps whole seconds; kernel ZFS: see __init__
@@ -74,17 +69,38 @@ class ZfsBackend(Backend):
     # ------------------------------------------------------------------ availability
 
     def unavailable_reasons(self) -> list[str]:
-        """The zfs tools are missing, or no ZFS (kernel module or zfs-fuse daemon) answers."""
+        """The zfs tools are missing, no ZFS (kernel module or zfs-fuse daemon) answers, or
+        ``BDEV_ZFS_IMPL`` asks for what cannot work."""
         reasons = super().unavailable_reasons()
         if not reasons:
-            problem = _cli.probe()
+            problem = _cli.probe() or _ops.problem()
+            if problem is None:
+                try:
+                    self.ops
+                except BdevError as exc:
+                    problem = exc.cause
             if problem:
                 reasons.append(problem)
         return reasons
 
+    @property
+    def ops(self) -> _ops.DatasetOps:
+        """The implementation of the dataset operations: libzfs_core where it works, else the
+        ``zfs`` command (chosen on each use, so ``BDEV_ZFS_IMPL`` can switch it)."""
+        return _ops.choose(self._pool())[0]
+
     def implementation(self) -> str:
-        """``kernel ZFS (zfs CLI)`` or ``zfs-fuse (zfs CLI)``."""
-        return "kernel ZFS (zfs CLI)" if _kernel_zfs() else "zfs-fuse (zfs CLI; mounts through zfs mount)"
+        """Kernel ZFS or zfs-fuse, and libzfs_core (pyzfs) or the zfs command, with why not
+        pyzfs: ``kernel ZFS; libzfs_core (pyzfs 2.1.11)``."""
+        kind = "kernel ZFS; mounts with mount -t zfs -o zfsutil" if _kernel_zfs() else "zfs-fuse; mounts through zfs mount"
+        try:
+            ops, why_not = _ops.choose(self._pool())
+        except BdevError as exc:
+            return f"{kind}; {exc.cause}"
+        return f"{kind}; {ops.describe()}" + (f" ({why_not})" if why_not else "")
+
+    def _pool(self) -> str:
+        return self.root().split("/", 1)[0]
 
     def root(self, options: CreateOptions | None = None) -> str:
         """The parent dataset of new rootfs: ``--zfsroot``, ``lxc.bdev.zfs.root``, or ``lxc``."""
@@ -107,7 +123,7 @@ class ZfsBackend(Backend):
         try:
             if not _cli.pool_exists(pool):
                 return f"zfs pool {pool!r} does not exist (set lxc.bdev.zfs.root or --zfsroot to a dataset of an imported pool)"
-            if not _cli.exists(parent):
+            if not self.ops.exists(parent):
                 return f"zfs root dataset {parent!r} does not exist (create it with 'zfs create -o mountpoint=none {parent}')"
         except BdevError as exc:
             return exc.cause
@@ -120,7 +136,7 @@ class ZfsBackend(Backend):
         if source.startswith("/") or _cli.name_problem(source):
             return False
         try:
-            return _cli.probe() is None and _cli.exists(source)
+            return _cli.probe() is None and self.ops.exists(source)
         except BdevError:
             return False
 
@@ -165,7 +181,7 @@ class ZfsBackend(Backend):
         no other clone uses it, and a hidden origin dataset when nothing depends on it any more."""
         dataset = rootfs.source
         self._repair(dataset)
-        if not _cli.exists(dataset):
+        if not self.ops.exists(dataset):
             return
         pool = dataset.split("/", 1)[0]
         clones = _cli.origins(pool)
@@ -179,14 +195,14 @@ class ZfsBackend(Backend):
         if dataset in used:
             self._hide(dataset, clones)
         else:
-            _cli.retry_busy(["destroy", "-r", dataset], dataset)
+            self.ops.destroy(dataset)
         if origin:
             self._collect(origin)
 
     def exists(self, rootfs: Rootfs) -> bool:
         """Whether the dataset exists."""
         self._repair(rootfs.source)
-        return _cli.exists(rootfs.source)
+        return self.ops.exists(rootfs.source)
 
     def identity(self, rootfs: Rootfs) -> str:
         """The dataset's ``guid``."""
@@ -259,17 +275,22 @@ class ZfsBackend(Backend):
         placement: Placement,
         options: CreateOptions,
         progress: "object | None" = None,
+        *,
+        source: Rootfs | None = None,
+        source_backend: Backend | None = None,
     ) -> CloneOutcome:
-        """A full copy into a new dataset.  When ``source_path`` is a mounted dataset of the
-        pool or another, ``zfs send | zfs recv`` of a temporary snapshot (independent of the source,
-        holes kept); otherwise bdev's copy engine into a new empty dataset."""
-        source = _mounted_dataset(source_path)
-        dataset = self.default_source(placement, options)
-        if source is None:
+        """A full copy into a new dataset: ``zfs send | zfs recv`` of a temporary snapshot when
+        the core copies a zfs rootfs (``source``), into this pool or another (independent of
+        the source, holes kept); otherwise bdev's copy engine into a new empty dataset."""
+        if source is None or source.backend != self.name:
             return super().copy_from(source_path, placement, options, progress)
+        return self._send_receive(source.source, placement, options)
+
+    def _send_receive(self, source: str, placement: Placement, options: CreateOptions) -> CloneOutcome:
+        dataset = self.default_source(placement, options)
         self._check_new(dataset)
         snap = self._free_snapshot_name(source, placement.storage_name)
-        zfs("snapshot", snap)
+        self.ops.snapshot(snap)
         try:
             run(["sh", "-c", 'zfs send "$1" | zfs recv "$2"', "zfs-send", snap, dataset], backend=self.name)
         except BdevError as exc:
@@ -278,7 +299,7 @@ class ZfsBackend(Backend):
             raise BdevError(f"'zfs send {snap} | zfs recv {dataset}' failed: {getattr(exc, 'stderr', '').strip() or exc.cause}", backend=self.name) from None
         finally:
             with contextlib.suppress(BdevError):
-                _cli.retry_busy(["destroy", snap], source)
+                self.ops.destroy(snap)
         try:
             received = f"{dataset}@{snap.split('@', 1)[1]}"
             home = str(placement.rootfs_dir)
@@ -287,7 +308,7 @@ class ZfsBackend(Backend):
             zfs("set", f"{HOME_PROP}={home}", dataset)
             zfs("set", f"mountpoint={home}", dataset)
             self._unmount(dataset)
-            _cli.retry_busy(["destroy", received], dataset)
+            self.ops.destroy(received)
             if options.fssize:
                 zfs("set", f"refquota={options.fssize}", dataset)
             placement.rootfs_dir.mkdir(parents=True, exist_ok=True)
@@ -311,18 +332,56 @@ class ZfsBackend(Backend):
     def snapshot(
         self, source: Rootfs, source_backend: Backend, placement: Placement, options: CreateOptions
     ) -> CloneOutcome:
-        """``zfs snapshot <src>@<new storage name>`` then ``zfs clone`` it to the new dataset.
-        The clone does not block destroying its origin (see :meth:`destroy`)."""
+        """``zfs snapshot <src>@<new storage name>`` then ``zfs clone`` it to the new dataset;
+        a container snapshot's clone is ``readonly=on`` (it must not drift from its ZFS
+        snapshot: see :meth:`restore_natively`).  The clone does not block destroying its origin
+        (see :meth:`destroy`)."""
         dataset = self.default_source(placement, options)
+        container_snapshot = placement.owner is not None and placement.stage is None
+        self._clone(source.source, dataset, placement, readonly=container_snapshot)
+        if container_snapshot:  # kernel ZFS: 1024 (the clone's zeroed ZIL header); zfs-fuse: 0
+            try:
+                zfs("set", f"{PRISTINE_PROP}={_cli.get(dataset, 'used')}", dataset)
+            except BdevError:
+                with contextlib.suppress(BdevError):
+                    self.destroy(Rootfs(self.name, dataset))
+                raise
+        with contextlib.suppress(OSError):
+            if placement.stage is None:
+                placement.rootfs_dir.mkdir(parents=True, exist_ok=True)
+            else:
+                placement.rootfs_dir.rmdir()  # the clone's mount made it; staged trees are never mounted there
+        return CloneOutcome(Rootfs(self.name, dataset), "snapshot")
+
+    def freeze(self, rootfs: Rootfs, placement: Placement) -> Rootfs | None:
+        """A clone of a new snapshot of ``rootfs`` at ``default_source(placement)``
+        (``<root>/web1.overlay.lower0``), for an overlay clone to layer over; only ever
+        mounted read-only, and ``readonly=on`` with kernel ZFS.  (zfs-fuse fails every xattr
+        read of an overlay mount once it has copied a file up from a ``readonly=on`` lower.)
+        None when the placement is in another pool (a clone cannot leave its pool): the overlay
+        then uses the live rootfs.  :meth:`destroy` removes it, its snapshot, and an origin
+        hidden since."""
+        dataset = self.default_source(placement, CreateOptions())
+        if dataset.split("/", 1)[0] != rootfs.source.split("/", 1)[0]:
+            return None
+        self._clone(rootfs.source, dataset, placement, readonly=_kernel_zfs())
+        return Rootfs(self.name, dataset)
+
+    def _clone(self, source: str, dataset: str, placement: Placement, *, readonly: bool) -> None:
+        """Snapshot ``source`` as ``@<storage name>`` and clone it, unmounted, to ``dataset``
+        with the placement's mount point; on failure nothing is left."""
         self._check_new(dataset)
-        snap = self._free_snapshot_name(source.source, placement.storage_name)
-        zfs("snapshot", snap)
+        snap = self._free_snapshot_name(source, placement.storage_name)
+        self.ops.snapshot(snap)
         home = str(placement.rootfs_dir)
+        props = {"canmount": "noauto", "mountpoint": home, HOME_PROP: home}
+        if readonly:
+            props["readonly"] = "on"
         try:
-            zfs("clone", "-o", "canmount=noauto", "-o", f"mountpoint={home}", "-o", f"{HOME_PROP}={home}", snap, dataset)
+            self.ops.clone(snap, dataset, props)
         except BdevError:
             with contextlib.suppress(BdevError):
-                _cli.retry_busy(["destroy", snap], source.source)
+                self.ops.destroy(snap)
             raise
         try:
             self._unmount(dataset)  # zfs-fuse's clone mounts it despite canmount=noauto
@@ -330,12 +389,6 @@ class ZfsBackend(Backend):
             with contextlib.suppress(BdevError):
                 self.destroy(Rootfs(self.name, dataset))
             raise
-        with contextlib.suppress(OSError):
-            if placement.stage is None:
-                placement.rootfs_dir.mkdir(parents=True, exist_ok=True)
-            else:
-                placement.rootfs_dir.rmdir()  # the clone's mount made it; staged trees are never mounted there
-        return CloneOutcome(Rootfs(self.name, dataset), "snapshot")
 
     # ------------------------------------------------------------------ atomic restore
 
@@ -357,18 +410,56 @@ class ZfsBackend(Backend):
                 zfs("set", f"mountpoint={home}", dataset)
         zfs("inherit", SWAP_PROP, b)
 
+    def restore_natively(self, live: Rootfs, snapshot: Rootfs) -> bool:
+        """``zfs rollback`` (never ``-r``) of the live dataset to the ZFS snapshot the container
+        snapshot's dataset was cloned from, when that clone is unchanged and the ZFS snapshot
+        is the live dataset's latest.  Otherwise False, having changed nothing, and the core
+        stages and swaps; rollback itself refuses when newer snapshots exist, so none is ever
+        lost.  Running it again after it succeeded rolls back to the same snapshot: a no-op.
+
+        Unchanged means: the clone is not mounted (so nothing is pending) and its ``used`` is
+        what it was right after it was made (``bdev:pristine-used``; 0 when not recorded): any
+        change to a ZFS clone allocates blocks of its own.  Pool version 23 (zfs-fuse) has no
+        ``written``, and kernel ZFS's ``written`` counts the clone's new ZIL header too."""
+        dataset = live.source
+        self._repair(dataset)
+        origin, why_not = self._rollback_target(dataset, snapshot.source)
+        if origin is None:
+            log.info("%s: restoring by stage and swap, not rollback: %s", dataset, why_not)
+            return False
+        self._unmount(dataset)
+        if not self.ops.rollback(origin):
+            log.info("%s: restoring by stage and swap, not rollback: snapshots newer than %s exist", dataset, origin)
+            return False
+        return True
+
+    def _rollback_target(self, dataset: str, snapshot_dataset: str) -> tuple[str | None, str]:
+        """The ZFS snapshot of ``dataset`` that the unchanged clone ``snapshot_dataset`` was made
+        from, or None and why there is none."""
+        origin = _cli.get(snapshot_dataset, "origin")
+        if origin is None:
+            return None, f"{snapshot_dataset} does not exist"
+        if origin.split("@", 1)[0] != dataset:
+            return None, f"{snapshot_dataset} is not a clone of a snapshot of {dataset}"
+        if _cli.get(snapshot_dataset, "mounted") != "no":
+            return None, f"{snapshot_dataset} is mounted, so it may be changing"
+        used, pristine = _cli.get(snapshot_dataset, "used"), _cli.get(snapshot_dataset, PRISTINE_PROP)
+        if used != (pristine if pristine and pristine.isdigit() else "0"):
+            return None, f"{snapshot_dataset} has changed since {origin} ({used} bytes of its own)"
+        return origin, ""
+
     # ------------------------------------------------------------------ helpers
 
     def _check_new(self, dataset: str) -> None:
         problem = _cli.name_problem(dataset)
         if problem:
             raise InvalidInput(problem, backend=self.name)
-        if _cli.exists(dataset):
+        if self.ops.exists(dataset):
             raise AlreadyExists(f"dataset {dataset} already exists", backend=self.name)
 
     def _free_snapshot_name(self, source: str, name: str) -> str:
         candidate, n = f"{source}@{name}", 1
-        while _cli.exists(candidate):
+        while self.ops.exists(candidate):
             n += 1
             candidate = f"{source}@{name}.{n}"
         return candidate
@@ -395,17 +486,17 @@ class ZfsBackend(Backend):
         """Finish a swap that a crash interrupted (see :meth:`swap`), and put back a
         mountpoint property left pointing at a temporary mount of a dead process."""
         tmp = f"{dataset}.bdev-swap"
-        if dataset.endswith(".bdev-swap") or not _cli.exists(tmp):
-            if _cli.exists(dataset) and _cli.get(dataset, "mounted") == "no":
+        if dataset.endswith(".bdev-swap") or not self.ops.exists(tmp):
+            if self.ops.exists(dataset) and _cli.get(dataset, "mounted") == "no":
                 with contextlib.suppress(BdevError):  # a full pool refuses it; destroy must still work
                     self._restore_home(dataset)
             return
-        if not _cli.exists(dataset):
+        if not self.ops.exists(dataset):
             _cli.retry_busy(["rename", tmp, dataset], tmp)  # before the second rename: roll back
             zfs("inherit", SWAP_PROP, dataset)
             return
         staged = _cli.get(tmp, SWAP_PROP)
-        if staged and staged != "-" and not _cli.exists(staged):
+        if staged and staged != "-" and not self.ops.exists(staged):
             _cli.retry_busy(["rename", tmp, staged], tmp)  # after the second rename: roll forward
             home_live, home_staged = _cli.get(staged, HOME_PROP), _cli.get(dataset, HOME_PROP)
             for name, home in ((dataset, home_live), (staged, home_staged)):
@@ -420,12 +511,12 @@ class ZfsBackend(Backend):
         used = set(clones.values())
         for snap in _cli.snapshots(dataset):
             if snap not in used:
-                _cli.retry_busy(["destroy", snap], dataset)
+                self.ops.destroy(snap)
         parent, leaf = dataset.rsplit("/", 1)
         if parent.endswith("/" + DELETED):
             return
         hidden_parent = f"{parent}/{DELETED}"
-        if not _cli.exists(hidden_parent):
+        if not self.ops.exists(hidden_parent):
             zfs("create", "-o", "mountpoint=none", "-o", "canmount=off", hidden_parent)
         guid = _cli.get(dataset, "guid")
         zfs("set", "canmount=noauto", dataset)  # zfs-fuse sets one property per command
@@ -439,14 +530,14 @@ class ZfsBackend(Backend):
         dataset = origin.split("@", 1)[0]
         pool = dataset.split("/", 1)[0]
         clones = _cli.origins(pool)
-        if origin in clones.values() or not _cli.exists(origin):
+        if origin in clones.values() or not self.ops.exists(origin):
             return
-        _cli.retry_busy(["destroy", origin], dataset)
+        self.ops.destroy(origin)
         parent = dataset.rsplit("/", 1)[0]
         if parent.endswith("/" + DELETED) and not _cli.snapshots(dataset):
             own_origin = clones.get(dataset)
-            _cli.retry_busy(["destroy", "-r", dataset], dataset)
-            if not _cli.zfs("list", "-H", "-r", "-d", "1", "-o", "name", parent).strip("\n").count("\n"):
-                _cli.retry_busy(["destroy", parent], parent)
+            self.ops.destroy(dataset)
+            if not zfs("list", "-H", "-r", "-d", "1", "-o", "name", parent).strip("\n").count("\n"):
+                self.ops.destroy(parent)
             if own_origin:
                 self._collect(own_origin)

@@ -1,5 +1,6 @@
 """Test helpers: a zfs-fuse daemon (started only when no ZFS answers, stopped only if started
-here) and a throwaway pool on a sparse file.  Used by bdev's own tests; usable by anyone's."""
+here), a throwaway pool on a sparse file, or, on a machine with kernel ZFS, a throwaway dataset
+in a pool named by ``BDEV_TEST_ZFS_POOL``.  Used by bdev's own tests; usable by anyone's."""
 
 from __future__ import annotations
 
@@ -13,6 +14,32 @@ from pathlib import Path
 from bdev.command import run, which
 
 from . import _cli
+
+POOL_ENV = "BDEV_TEST_ZFS_POOL"
+"""Names an imported pool (kernel OpenZFS) the tests work in, instead of a zfs-fuse pool."""
+
+
+@contextlib.contextmanager
+def zfs_test_space(workdir: Path, name: str, size: str = "2G") -> Iterator[str]:
+    """A dataset that tests make their datasets under, destroyed with them afterwards.
+
+    With ``BDEV_TEST_ZFS_POOL=<pool>``: ``<pool>/<name>`` (``mountpoint=none``) in that
+    existing pool; no daemon is started and the pool itself is left alone.  Otherwise: the pool
+    ``<name>`` on a sparse file in ``workdir``, served by :func:`zfs_daemon`.
+    """
+    existing = os.environ.get(POOL_ENV, "").strip()
+    if not existing:
+        with zfs_daemon(workdir), zfs_pool(name, workdir / f"{name}.img", size) as pool:
+            yield pool
+        return
+    if _cli.probe() is not None:
+        raise RuntimeError(f"{POOL_ENV}={existing}, but no ZFS answers: {_cli.probe()}")
+    base = f"{existing}/{name}"
+    run(["zfs", "create", "-o", "mountpoint=none", base])
+    try:
+        yield base
+    finally:
+        _destroy_tree(base)
 
 
 @contextlib.contextmanager
@@ -81,8 +108,20 @@ def zfs_pool(name: str, image: Path, size: str = "1G") -> Iterator[str]:
             image.unlink()
 
 
+def _destroy_tree(top: str) -> None:
+    """``zfs destroy -R -f`` the dataset ``top`` and everything below it, after unmounting
+    them, retried while busy."""
+    for _ in range(25):
+        _umount_all(top)
+        if run(["zfs", "destroy", "-R", "-f", top], check=False).returncode == 0:
+            return
+        time.sleep(0.2)
+    run(["zfs", "destroy", "-R", "-f", top])
+
+
 def _umount_all(pool: str) -> None:
-    """``zfs umount -f`` every mounted dataset of ``pool`` (not other pools' datasets)."""
+    """``zfs umount -f`` every mounted dataset of ``pool`` (a pool or a dataset tree; not
+    other datasets)."""
     out = run(["zfs", "list", "-H", "-r", "-o", "name,mounted", pool], check=False).stdout
     for line in reversed(out.splitlines()):
         name, _, mounted = line.partition("\t")
