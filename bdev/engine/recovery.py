@@ -6,7 +6,8 @@ container repairs it first:
 * a ``partial`` marker nobody holds locked: a create, clone or snapshot died; everything it
   made is removed (LXC removes such containers too);
 * a ``restore`` journal: completed or rolled back, see :mod:`bdev.engine.restore`;
-* a ``destroy`` journal: the destroy is finished.
+* a ``destroy`` journal: the destroy is finished;
+* a ``convert`` journal: finished or rolled back, see :mod:`bdev.engine.convert`.
 
 The container's snapshots are checked too, since snapshot operations hold the container's lock.
 """
@@ -54,6 +55,7 @@ def needs_recovery(ref: ContainerRef) -> bool:
 
 
 def _recover_one(ctx: "Context", ref: ContainerRef) -> None:
+    from .convert import rollback_or_finish_convert
     from .destroy import finish_destroy
     from .newdir import undo_new_container
     from .restore import rollback_or_finish_restore
@@ -75,6 +77,9 @@ def _recover_one(ctx: "Context", ref: ContainerRef) -> None:
     if op == "restore":
         done = rollback_or_finish_restore(ctx, ref, journal)
         ctx.notify(f"recovered {ref.label}: an interrupted restore of {journal.get('snapshot')} was {done}")
+    elif op == "convert":
+        done = rollback_or_finish_convert(ctx, ref, journal)
+        ctx.notify(f"recovered {ref.label}: an interrupted conversion to {journal.get('target')} was {done}")
     elif op == "destroy":
         finish_destroy(ctx, ref, journal)
         ctx.notify(f"recovered {ref.label}: finished an interrupted destroy")
