@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,3 +40,17 @@ class Template:
     description: str
     build: Callable[[TemplateContext], None]
     usage: str = ""
+
+    def help_text(self) -> str:
+        """What ``lxc-create -t NAME -- --help`` prints: the description, then the options."""
+        return f"Template {self.name}: {self.description}\n\nOptions:\n{self.usage or '(none described)'}"
+
+
+#: Template arguments that ask for the template's help instead of a container (as LXC's
+#: templates take them).
+HELP_ARGS = ("-h", "--help")
+
+
+def asks_for_help(args: Sequence[str]) -> bool:
+    """Whether a template's arguments ask for its help (``lxc-create -t NAME -- --help``)."""
+    return any(arg in HELP_ARGS for arg in args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ...errors import InvalidInput
+from ...templates import asks_for_help
 from .. import options as opts
 from ..session import get_session
 
@@ -64,6 +65,9 @@ def create(
     config = opts.read_config_file(config_file) if config_file else []
     container = session.container(name)
     if template:
+        if asks_for_help(template_args):  # the template's help, and no container
+            click.echo(session.registry.template(template).help_text())
+            return
         session.registry.template(template)
     container.create(template, backend, args=template_args, options=options, source=source, config=config,
                      progress=session.progress(f"creating {name}"))

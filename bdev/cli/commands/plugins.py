@@ -64,6 +64,7 @@ def backend_record(entry: "BackendEntry", plugins: "list[PluginInfo] | None" = N
         "usable": not reasons,
         "unavailable_reasons": reasons,
         "capabilities": backend.capabilities.flags(),
+        "unprivileged": backend.capabilities.unprivileged_sentence(),
         "implementation": implementation or None,
         "requires": [describe(r) for r in backend.requires],
         "plugin": entry.plugin,
@@ -96,7 +97,8 @@ def backends(output_format: str) -> None:
     capabilities and implementation; then any plugin problems.
 
     JSON: {"backends": [{"name", "aliases", "description", "usable" (bool),
-    "unavailable_reasons" (list), "capabilities" (list of flags), "implementation" (or null),
+    "unavailable_reasons" (list), "capabilities" (list of flags), "unprivileged" (what an
+    ordinary user may do with it, one sentence), "implementation" (or null),
     "requires": [{"kind" (tool, python-module, kernel-filesystem), "name", "package" (or null),
     "optional", "met"}], "plugin" (entry-point name), "distribution" (or null), "version" (or
     null)}], "plugins": [{"name", "distribution", "version", "status" (loaded, disabled,
@@ -120,6 +122,7 @@ def backends(output_format: str) -> None:
         click.echo(f"\n{r['name']}: {r['description']}")
         click.echo(f"  from:           plugin {r['plugin']}, {_from(r)}")
         click.echo(f"  capabilities:   {', '.join(r['capabilities']) or '-'}")
+        click.echo(f"  ordinary users: {r['unprivileged']}")
         if r["implementation"]:
             click.echo(f"  implementation: {r['implementation']}")
         if r["requires"]:
@@ -158,3 +161,6 @@ def templates(output_format: str) -> None:
         })
         return
     click.echo(table(("NAME", "PLUGIN", "DESCRIPTION"), [(t.name, plugin, t.description) for t, plugin in entries]))
+    for t, _ in entries:  # each template's own options (what follows -- on create)
+        click.echo(f"\n{t.name} options:")
+        click.echo("\n".join(f"  {line}" for line in (t.usage or "(none described)").splitlines()))

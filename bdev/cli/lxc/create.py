@@ -15,6 +15,7 @@ from typing import NoReturn
 import click
 
 from .. import options as opts
+from ...templates import asks_for_help
 from ..errors import run
 from .common import common_options, lxc_command, require, start
 
@@ -74,6 +75,9 @@ def command(
         raise InvalidInput("template arguments were given but the template is 'none'")
     container = session.container(name)
     if chosen is not None:
+        if asks_for_help(template_args):  # as LXC's templates: their help, and no container
+            click.echo(session.registry.template(chosen).help_text())
+            return
         session.registry.template(chosen)
     container.create(chosen, backend, args=template_args, options=options, config=config,
                      progress=session.progress(f"creating {container.name}"))

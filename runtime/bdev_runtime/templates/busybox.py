@@ -28,6 +28,7 @@ from bdev.errors import BdevError, CommandError, InvalidInput
 from bdev.templates import Template, TemplateContext
 
 from ._args import TemplateArgs
+from ._files import hosts_text, write_file
 
 log = logging.getLogger("bdev.templates.busybox")
 
@@ -218,12 +219,6 @@ def udhcpc_script_path(busybox: Path) -> str:
     return DEFAULT_UDHCPC_SCRIPT
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
-
-
 UDHCPC_SCRIPT = """\
 #!/bin/sh
 # udhcpc event script written by bdev's busybox template.
@@ -329,7 +324,7 @@ def build(ctx: TemplateContext) -> None:
     if "udhcpc" in where:
         udhcpc_script = udhcpc_script_path(busybox)
         rcs.append(f"{applet('udhcpc')} -b -s {udhcpc_script}")
-    _write(rootfs / "etc/init.d/rcS", "\n".join(rcs) + "\n", 0o744)
+    write_file(rootfs / "etc/init.d/rcS", "\n".join(rcs) + "\n", 0o744)
 
     inittab = ["::sysinit:/etc/init.d/rcS"]
     if "getty" in where:
@@ -339,23 +334,20 @@ def build(ctx: TemplateContext) -> None:
         f"::ctrlaltdel:{applet('reboot')}" if "reboot" in where else "::ctrlaltdel:/bin/busybox reboot",
         f"::shutdown:{applet('sync')}" if "sync" in where else "::shutdown:/bin/busybox sync",
     ]
-    _write(rootfs / "etc/inittab", "\n".join(inittab) + "\n")
+    write_file(rootfs / "etc/inittab", "\n".join(inittab) + "\n")
 
     if udhcpc_script is not None:
-        _write(rootfs / udhcpc_script.lstrip("/"), UDHCPC_SCRIPT, 0o744)
+        write_file(rootfs / udhcpc_script.lstrip("/"), UDHCPC_SCRIPT, 0o744)
 
     # accounts: root only, password locked (set one with ``passwd`` inside the container)
-    _write(rootfs / "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
-    _write(rootfs / "etc/group", "root:x:0:root\n")
-    _write(rootfs / "etc/shadow", "root:*::0:99999:7:::\n", 0o600)
+    write_file(rootfs / "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+    write_file(rootfs / "etc/group", "root:x:0:root\n")
+    write_file(rootfs / "etc/shadow", "root:*::0:99999:7:::\n", 0o600)
 
-    _write(rootfs / "etc/hostname", f"{ctx.name}\n")
-    _write(
-        rootfs / "etc/hosts",
-        f"127.0.0.1\tlocalhost\n127.0.1.1\t{ctx.name}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    )
-    _write(rootfs / "etc/fstab", "")  # "mount -a" in rcS needs it to exist
-    _write(
+    write_file(rootfs / "etc/hostname", f"{ctx.name}\n")
+    write_file(rootfs / "etc/hosts", hosts_text(ctx.name))
+    write_file(rootfs / "etc/fstab", "")  # "mount -a" in rcS needs it to exist
+    write_file(
         rootfs / "etc/profile",
         "export PATH=/bin:/sbin:/usr/bin:/usr/sbin\n"
         "export HOME=${HOME:-/root}\n"

@@ -18,10 +18,12 @@ On failure the rootfs may be partly filled; the engine that called the template 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -125,38 +127,70 @@ def copy_directory(source: Path, rootfs: Path) -> None:
     log.info("copied %s: %s", source, stats.describe())
 
 
-def write_hostname(rootfs: Path, name: str) -> bool:
-    """Write ``name`` to ``etc/hostname`` if the rootfs has a real ``etc`` directory.
-
-    ``etc`` must not be a symlink and an existing ``etc/hostname`` symlink is replaced, not
-    followed, so an untrusted tree cannot redirect the write outside the rootfs.
-
-    :return: whether it was written.
-    """
+@contextlib.contextmanager
+def _etc_dir(rootfs: Path) -> Iterator[int | None]:
+    """A handle on the rootfs's ``etc`` directory, opened without following a symlink, or
+    None if there is no real ``etc`` directory."""
     try:
         etc = os.open(rootfs / "etc", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-            log.info("no etc directory in %s; hostname not written", rootfs)
-            return False
+            log.info("no etc directory in %s", rootfs)
+            yield None
+            return
         raise BdevError(f"cannot open {rootfs / 'etc'}: {exc.strerror}") from None
     try:
-        try:
-            st = os.stat("hostname", dir_fd=etc, follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode):
-                os.unlink("hostname", dir_fd=etc)
-        except FileNotFoundError:
-            pass
-        fd = os.open(
-            "hostname", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=etc
-        )
-        with os.fdopen(fd, "w") as f:
-            f.write(name + "\n")
-    except OSError as exc:
-        raise BdevError(f"cannot write {rootfs / 'etc/hostname'}: {exc.strerror or exc}") from None
+        yield etc
     finally:
         os.close(etc)
+
+
+def read_etc_file(rootfs: Path, name: str) -> str | None:
+    """The text of the regular file ``etc/NAME`` in ``rootfs``, or None if there is none
+    (a symlink there is not followed and counts as none)."""
+    with _etc_dir(rootfs) as etc:
+        if etc is None:
+            return None
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=etc)
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            return f.read(1 << 20).decode("utf-8", "replace")
+
+
+def write_etc_file(rootfs: Path, name: str, text: str) -> bool:
+    """Write ``text`` to ``etc/NAME`` if the rootfs has a real ``etc`` directory.
+
+    ``etc`` must not be a symlink and an existing ``etc/NAME`` that is not a regular file (a
+    symlink) is replaced, not followed, so an untrusted tree cannot redirect the write
+    outside the rootfs.
+
+    :return: whether it was written.
+    """
+    with _etc_dir(rootfs) as etc:
+        if etc is None:
+            return False
+        try:
+            try:
+                st = os.stat(name, dir_fd=etc, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    os.unlink(name, dir_fd=etc)
+            except FileNotFoundError:
+                pass
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=etc)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        except OSError as exc:
+            raise BdevError(f"cannot write {rootfs / 'etc' / name}: {exc.strerror or exc}") from None
     return True
+
+
+def write_hostname(rootfs: Path, name: str) -> bool:
+    """Write ``name`` to ``etc/hostname`` (see :func:`write_etc_file`); whether it was written."""
+    return write_etc_file(rootfs, "hostname", name + "\n")
 
 
 def build(ctx: TemplateContext) -> None:
