@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -137,10 +138,62 @@ class Container:
 
         return is_running(self._ref)
 
+    def _status(self) -> Any:
+        """The runtime's :class:`bdev_runtime.status.Status` of this container, or None
+        without bdev-runtime (or for a container that does not exist)."""
+        from .errors import NotFound
+        from .runtime import runtime_module
+
+        status = runtime_module("status")
+        if status is None:
+            return None
+        try:
+            return status.status(self._ctx, self._ref)
+        except NotFound:
+            return None
+
     @property
     def state(self) -> str:
-        """``RUNNING`` or ``STOPPED``, as ``lxc-info -s`` says."""
-        return "RUNNING" if self.running else "STOPPED"
+        """``STOPPED``, ``STARTING``, ``RUNNING`` or ``STOPPING``, as ``lxc-info -s`` says
+        (for a container bdev's runtime or real LXC runs).  Without bdev-runtime only
+        ``RUNNING`` or ``STOPPED``, from the command socket."""
+        status = self._status()
+        if status is None:
+            return "RUNNING" if self.running else "STOPPED"
+        return str(status.state.value)
+
+    @property
+    def init_pid(self) -> int:
+        """The host pid of the container's init while it runs, else -1 (python3-lxc's value).
+        Without bdev-runtime always -1."""
+        status = self._status()
+        return status.init_pid if status is not None and status.init_pid else -1
+
+    def wait(self, state: str, timeout: float = -1) -> bool:
+        """Wait until the container is in ``state`` (``RUNNING``, ``STOPPED`` ...), for at most
+        ``timeout`` seconds (negative: without end), as python3-lxc's ``wait``; whether it got
+        there."""
+        wanted = state.upper()
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        while self.state != wanted:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def get_ips(self, family: str | None = None) -> tuple[str, ...]:
+        """The running container's IP addresses (no loopback, no IPv6 link-local), as
+        python3-lxc's ``get_ips``; ``family`` ``inet`` or ``inet6`` keeps one kind.  Empty
+        when it does not run (or without bdev-runtime)."""
+        status = self._status()
+        found = status.addresses() if status is not None else []
+        if family is not None:
+            if family not in ("inet", "inet6"):
+                from .errors import InvalidInput
+
+                raise InvalidInput(f"family {family!r}: use 'inet' or 'inet6'", container=self.name)
+            found = [a for a in found if (":" in a) == (family == "inet6")]
+        return tuple(found)
 
     @property
     @_explained
@@ -255,17 +308,102 @@ class Container:
         return made
 
     @_explained
-    def destroy(self, *, with_snapshots: bool = False) -> None:
+    def destroy(self, *, with_snapshots: bool = False, force: bool = False) -> None:
         """Destroy the container.
 
         :param with_snapshots: also destroy its snapshots (``lxc-destroy -s``); without it a
             container that has snapshots is refused.
+        :param force: stop it first if it runs (``lxc-destroy -f``: killed at once, through
+            bdev-runtime; refused without it).  Without ``force`` a running container is
+            refused.
         :raises HasDependents: it has snapshots (and ``with_snapshots`` is off) or clones that
             depend on it; nothing is changed.
+        :raises Busy: it runs (and ``force`` is off, or it could not be stopped).
         """
         from .engine import destroy
 
-        destroy.destroy(self._ctx, self._ref, with_snapshots=with_snapshots)
+        destroy.destroy(self._ctx, self._ref, with_snapshots=with_snapshots, force=force)
+
+    # ---------------------------------------------------------------- running (bdev-runtime)
+
+    def start(self, *, daemonize: bool = True, cmd: Sequence[str] | None = None) -> None:
+        """Start the container (python3-lxc's ``start``): in the background, or with
+        ``daemonize=False`` in this process until it stops.  ``cmd`` replaces its init.
+
+        :raises NotSupported: bdev-runtime is not installed.
+        :raises Busy: it runs already.
+        """
+        from .runtime import require_runtime
+
+        lifecycle = require_runtime("lifecycle", "starting a container", self.name)
+        lifecycle.start(self._ctx, self._ref, foreground=not daemonize, init=list(cmd) if cmd else None)
+
+    def stop(self) -> None:
+        """Kill the container at once and wait until it stopped (python3-lxc's ``stop``,
+        ``lxc-stop -k``), whether bdev's runtime or real LXC runs it.
+
+        :raises NotSupported: bdev-runtime is not installed.
+        :raises NotFound: no such container.
+        :raises BdevError: it is not running, or did not stop.
+        """
+        from .runtime import require_runtime
+
+        lifecycle = require_runtime("lifecycle", "stopping a container", self.name)
+        self._ctx.store.require(self._ref)
+        if self.state == "STOPPED":
+            raise lifecycle.NotRunning("is not running", container=self.name)
+        require_runtime("status", "stopping a container", self.name).stop_now(self._ctx, self._ref)
+
+    def shutdown(self, timeout: float = 60.0) -> None:
+        """Ask the container's init to halt (``lxc.signal.halt``) and wait; unlike
+        python3-lxc's ``shutdown``, kill it after ``timeout`` seconds (as ``lxc-stop -t``;
+        negative: wait forever).
+
+        :raises NotSupported: bdev-runtime is not installed.
+        :raises BdevError: it is not running (under bdev's runtime).
+        """
+        from .runtime import require_runtime
+
+        lifecycle = require_runtime("lifecycle", "stopping a container", self.name)
+        lifecycle.stop(self._ctx, self._ref, timeout=timeout)
+
+    def attach_wait(
+        self,
+        command: Sequence[str] = (),
+        *,
+        env_policy: str = "keep",
+        extra_env_vars: Sequence[str] = (),
+        extra_keep_env: Sequence[str] = (),
+        uid: int | None = None,
+        gid: int | None = None,
+        initial_cwd: str = "/",
+        elevated: bool = False,
+    ) -> int:
+        """Run ``command`` (default: a shell) inside the running container and return its
+        exit status (python3-lxc's ``attach_wait`` with ``attach_run_command``), with this
+        process's standard streams.
+
+        :param env_policy: ``keep`` this process's environment or ``clear`` it
+            (``LXC_ATTACH_KEEP_ENV`` / ``LXC_ATTACH_CLEAR_ENV``).
+        :param extra_env_vars: ``NAME=VALUE`` words to set.
+        :param extra_keep_env: with ``clear``, variables of this process to keep.
+        :param uid: the user id to run as in the container (default 0); ``gid`` likewise.
+        :param elevated: skip the container's security plan (``lxc-attach -e``).
+        :raises NotSupported: bdev-runtime is not installed.
+        :raises BdevError: it is not running, or the command could not be started.
+        """
+        from .errors import InvalidInput
+        from .runtime import require_runtime
+
+        lifecycle = require_runtime("lifecycle", "attaching to a container", self.name)
+        attach = require_runtime("attach", "attaching to a container", self.name)
+        if env_policy not in ("keep", "clear"):
+            raise InvalidInput(f"env_policy {env_policy!r}: use 'keep' or 'clear'", container=self.name)
+        options = attach.AttachOptions(
+            clear_env=env_policy == "clear", keep_vars=tuple(extra_keep_env),
+            set_vars=attach.parse_assignments(tuple(extra_env_vars), "extra_env_vars"),
+            elevated=elevated, cwd=initial_cwd, uid=uid, gid=gid)
+        return int(lifecycle.attach(self._ctx, self._ref, list(command), options))
 
     # ---------------------------------------------------------------- snapshots
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from .backend import Backend
     from .templates import Template
 
@@ -71,4 +73,36 @@ def bdev_templates() -> Iterable["Template"]:
             return [Template("hello", "a rootfs with one file", build=lambda ctx: ...)]
 
     :return: an iterable of :class:`bdev.templates.Template` records.
+    """
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+@hookspec
+def bdev_commands() -> Iterable["click.Command"]:
+    """Return subcommands this plugin adds to the ``bdev`` command line.
+
+    Each item is a :class:`click.Command` whose name is the subcommand (``bdev start``).  A
+    name the core already uses, or one a plugin loaded earlier offers, is reported and the
+    earlier command kept.  Commands follow bdev's error policy (a
+    :class:`~bdev.errors.BdevError` becomes one line on standard error) and reach the run's
+    options (``-P``, ``-q``) through :func:`bdev.cli.session.get_session`.
+
+    Example::
+
+        import click
+        from bdev import hookimpl
+        from bdev.cli.session import get_session
+
+        @click.command("hello")
+        @click.argument("name")
+        def hello(name):
+            get_session().notify(f"hello {name}")
+
+        @hookimpl
+        def bdev_commands():
+            return [hello]
+
+    :return: an iterable of click commands.
     """

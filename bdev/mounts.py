@@ -36,12 +36,15 @@ class MountEntry:
     :param source: the mount source (``/dev/loop3``, a dataset name, ``overlay``).
     :param options: per-mount and superblock options together (``ro``, ``lowerdir=...``,
         ``user_subvol_rm_allowed``).
+    :param root: the directory of the filesystem shown at the mount point (``/``, or the
+        subdirectory of a bind mount; for a cgroup mount, the cgroup it shows).
     """
 
     mountpoint: str
     fstype: str
     source: str
     options: tuple[str, ...]
+    root: str = "/"
 
     def has_option(self, name: str) -> bool:
         """Whether the option ``name`` (or ``name=value``) is set."""
@@ -78,7 +81,8 @@ def _read(mountinfo: str) -> list[MountEntry] | None:
             continue
         options = fields[5].split(",") + (fields[sep + 3].split(",") if len(fields) > sep + 3 else [])
         options_unescaped = tuple(unescape(o) for o in options)  # split first: a comma in a value is \\054
-        entries.append(MountEntry(unescape(fields[4]), fields[sep + 1], unescape(fields[sep + 2]), options_unescaped))
+        entries.append(MountEntry(unescape(fields[4]), fields[sep + 1], unescape(fields[sep + 2]), options_unescaped,
+                                  unescape(fields[3])))
     return entries
 
 

@@ -124,6 +124,8 @@ class Capabilities:
     :param needs_pool: the backend stores data in a pool or volume group that must exist.
     :param needs_mount: the files are reachable only through ``mount()`` (no ``data_path``).
     :param unprivileged: works for an ordinary user (in a user namespace where needed).
+    :param unprivileged_note: one sentence on what an ordinary user may do with it: its limits
+        when ``unprivileged``, why not otherwise (``bdev backends`` shows it).
     :param can_backup: ``lxc-snapshot`` may snapshot it (LXC's ``can_backup``).
     :param sized: honours ``--fssize``.
     :param read_only: the rootfs is an immutable image (squashfs, erofs): it is written once,
@@ -145,6 +147,7 @@ class Capabilities:
     sized: bool = False
     copy_by_snapshot: bool = False
     read_only: bool = False
+    unprivileged_note: str = ""
 
     def flags(self) -> list[str]:
         """The set flags as short words, for listings."""
@@ -164,6 +167,19 @@ class Capabilities:
         if self.layers_over:
             out.append("layers_over=" + ",".join(self.layers_over))
         return out
+
+    def unprivileged_sentence(self) -> str:
+        """What an ordinary user may do with the backend: the backend's own sentence, or one
+        derived from what it needs."""
+        if self.unprivileged_note:
+            return self.unprivileged_note
+        if self.unprivileged:
+            return "works for an ordinary user in directories they own"
+        if self.block_backed:
+            return "needs root: attaching block devices and mounting their filesystems is root's"
+        if self.needs_pool:
+            return "needs root: its pool or volume group is managed by root"
+        return "needs root (the backend does not declare that it works for an ordinary user)"
 
 
 @dataclass(frozen=True)

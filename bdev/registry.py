@@ -78,6 +78,7 @@ class Registry:
     _backends: dict[str, BackendEntry] = field(default_factory=dict)
     _aliases: dict[str, str] = field(default_factory=dict)
     _templates: dict[str, tuple[Template, str]] = field(default_factory=dict)
+    _commands: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- backends
 
@@ -208,6 +209,24 @@ class Registry:
             return
         self._templates[template.name] = (template, plugin)
 
+    def commands(self) -> list[tuple[Any, str]]:
+        """Every plugin subcommand of ``bdev`` (a click command) with its plugin, by name."""
+        return [self._commands[k] for k in sorted(self._commands)]
+
+    def _add_command(self, command: Any, plugin: str) -> None:
+        import click
+
+        if not isinstance(command, click.Command) or not command.name:
+            self.problems.append(PluginProblem(plugin, f"offered {command!r}, which is not a named click command"))
+            return
+        if command.name in self._commands:
+            owner = self._commands[command.name][1]
+            self.problems.append(
+                PluginProblem(plugin, f"command {command.name!r} is already provided by plugin {owner}; ignored")
+            )
+            return
+        self._commands[command.name] = (command, plugin)
+
 
 def disabled_plugins(environ: Mapping[str, str] | None = None) -> set[str]:
     """The plugin names listed in ``BDEV_DISABLE_PLUGINS``."""
@@ -292,6 +311,7 @@ def load_registry(
 
     _collect(pm, "bdev_backends", registry, registry._add_backend)
     _collect(pm, "bdev_templates", registry, registry._add_template)
+    _collect(pm, "bdev_commands", registry, registry._add_command)
     return registry
 
 

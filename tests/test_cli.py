@@ -320,7 +320,8 @@ def test_backends_text_and_json() -> None:
     assert set(document) == {"backends", "plugins", "problems"}
     record = next(b for b in document["backends"] if b["name"] == "dir")
     assert set(record) == {"name", "aliases", "description", "usable", "unavailable_reasons",
-                           "capabilities", "implementation", "requires", "plugin", "distribution", "version"}
+                           "capabilities", "unprivileged", "implementation", "requires", "plugin", "distribution",
+                           "version"}
     assert record["plugin"] == "dir" and isinstance(record["usable"], bool)
     assert {"kind": "tool", "name": "mount", "met": True}.items() <= record["requires"][0].items()
 

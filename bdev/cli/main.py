@@ -11,16 +11,46 @@ from typing import NoReturn
 import click
 
 from . import logsetup
-from .commands import clone, create, destroy, inspect, plugins, scaffold, snapshot, storage
+from .commands import clone, convert, create, destroy, inspect, plugins, scaffold, snapshot, storage
 from .errors import GuardedGroup, run
 from .session import Session
 
 PROG = "bdev"
 
 
+class PluginCommandsGroup(GuardedGroup):
+    """bdev's command group plus the subcommands plugins offer (``bdev_commands`` hook),
+    looked up only when a name is not one of the core's; a plugin cannot replace a core
+    command (the registry reports the clash)."""
+
+    _loaded: dict[str, click.Command] | None = None
+
+    def _plugin_commands(self) -> dict[str, click.Command]:
+        if self._loaded is not None:
+            return self._loaded
+        from ..engine.context import default_registry
+        from ..registry import PluginProblem
+
+        commands = {}
+        registry = default_registry()
+        for command, plugin in registry.commands():
+            if command.name in self.commands:
+                registry.problems.append(PluginProblem(plugin, f"command {command.name!r} is a core command; ignored"))
+            else:
+                commands[command.name] = command
+        self._loaded = commands
+        return commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugin_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._plugin_commands().get(cmd_name)
+
+
 @click.group(
     PROG,
-    cls=GuardedGroup,
+    cls=PluginCommandsGroup,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -52,6 +82,7 @@ cli.add_command(plugins.backends)
 cli.add_command(plugins.templates)
 cli.add_command(storage.resize)
 cli.add_command(storage.diff)
+cli.add_command(convert.convert)
 cli.add_command(scaffold.plugin)
 
 

@@ -4,6 +4,7 @@ snapshot, layer or full copy as :mod:`bdev.engine.plan` decides."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ..errors import AlreadyExists, BdevError, Busy
 from ..records import CloneOutcome, CreateOptions
@@ -12,6 +13,7 @@ from ..store.layout import DEPENDENTS, ORIGIN, ContainerRef
 from ..store.running import is_running
 from . import faults
 from .context import Context
+from .idshift import adopt_own_files, as_mapped_owner, helper_idmap
 from .identity import clone_config, copy_container_files, rewrite_hostname
 from .newdir import NewContainer, new_container
 from .plan import execute, plan_clone, target_rootfs
@@ -86,18 +88,34 @@ def clone_locked(
         config = clone_config(source_config, source, target, intended, keepname=keepname, keepmac=keepmac)
     except BdevError as exc:
         raise exc.about(container=target.label)
+    mapped = helper_idmap(source_config)  # an ordinary user's mapped rootfs: worked on in its ids
+    if mapped is not None and plan.target.capabilities.needs_mount:
+        raise BdevError(f"an ordinary user's unprivileged (lxc.idmap) container cannot be cloned onto {plan.target.name} "
+                        "yet: it mounts in a user namespace of its own, where the container's ids are not mapped "
+                        "(make a full copy on dir or btrfs instead)", container=target.label, backend=plan.target.name)
     with new_container(ctx, target, op) as new:
         new.intend_rootfs(intended)
+
+        def fill() -> CloneOutcome:
+            made = execute(plan, source_rootfs, source_backend, target.placement, options, progress)
+            if mapped is not None and not made.depends_on_origin:  # the user's copy: the container's again
+                with plan.target.accessed(made.rootfs) as path:
+                    adopt_own_files(Path(path), mapped)
+            return made
+
         try:
-            outcome = execute(plan, source_rootfs, source_backend, target.placement, options, progress)
+            outcome = as_mapped_owner(mapped, fill, container=target.label)
         except BdevError as exc:
             raise exc.about(container=target.label, backend=plan.target.name)
         faults.checkpoint(f"{op}:after-rootfs")
         config.set_rootfs(outcome.rootfs.config_value)
         copy_container_files(config, source, target)
         if not keepname:
-            with plan.target.accessed(outcome.rootfs) as path:
-                rewrite_hostname(path, source_config.uts_name() or source.name, target.name)
+            def rename() -> None:
+                with plan.target.accessed(outcome.rootfs) as path:
+                    rewrite_hostname(path, source_config.uts_name() or source.name, target.name)
+
+            as_mapped_owner(mapped, rename, container=target.label)
         config.save(target.config_path)
         for leaf, text in (extra_files or {}).items():
             _write_plain(target.file(leaf), text)

@@ -9,13 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..backend import Backend
 from ..errors import AlreadyExists, BdevError
-from ..records import CreateOptions
+from ..idmap import config_idmap, default_idmap, has_subordinate_ids
+from ..records import CreateOptions, Rootfs
 from ..store.config import LxcConfig, expand_hwaddr
 from ..store.layout import ContainerRef
 from ..templates import TemplateContext
 from . import faults
 from .context import Context
+from .idshift import shift_rootfs
 from .newdir import new_container
 from .plan import choose_backend
 
@@ -90,11 +93,26 @@ def create(
                     continue
                 final.append(key, value)
             final.rewrite(_expand_mac_placeholders)
+            _shift_for_idmap(final, chosen, rootfs, ref)
             final.set_rootfs(rootfs.config_value)
             final.set_uts_name(ref.name)
             final.save(ref.config_path)
     how = f"from template {template}" if template else "empty"
     ctx.notify(f"created {ref.name} on {chosen.name} ({how}) at {ref.directory}{_why(spec, chosen, passed_over)}")
+
+
+def _shift_for_idmap(config: LxcConfig, backend: Backend, rootfs: Rootfs, ref: ContainerRef) -> None:
+    """Give the new rootfs the ownership its id map asks for.  An ordinary user's container
+    without ``lxc.idmap`` gets the map LXC's per-user default config has (their first
+    ``/etc/subuid`` and ``/etc/subgid`` ranges) when they have ranges."""
+    idmap = config_idmap(config)
+    if idmap is None and os.geteuid() != 0 and has_subordinate_ids():
+        idmap = default_idmap()
+        for key, value in idmap.config_lines():
+            config.append(key, value)
+    if idmap is not None:
+        with backend.accessed(rootfs) as path:
+            shift_rootfs(Path(path), idmap, container=ref.name)
 
 
 def _default_config(ctx: Context) -> LxcConfig:

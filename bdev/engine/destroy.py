@@ -20,16 +20,29 @@ from ..store.layout import DEPENDENTS, JOURNAL, ContainerRef, legacy_snapshots_d
 from ..store.running import is_running
 from . import faults
 from .context import Context
+from .idshift import as_mapped_owner, helper_idmap
 
 
-def destroy(ctx: Context, ref: ContainerRef, *, with_snapshots: bool = False) -> None:
-    """Destroy ``ref`` (and its snapshots if ``with_snapshots``)."""
+def destroy(ctx: Context, ref: ContainerRef, *, with_snapshots: bool = False, force: bool = False) -> None:
+    """Destroy ``ref`` (and its snapshots if ``with_snapshots``).
+
+    :param force: stop it first if it runs, as ``lxc-destroy -f`` does (killed at once,
+        through bdev-runtime; without the runtime a running container is refused).  An
+        ephemeral container that its monitor destroys on stopping is then simply gone.
+    :raises Busy: it runs (without ``force``, or it was started again meanwhile).
+    """
     from .snapshot import destroy_snapshots_locked
 
+    if force and is_running(ref):
+        ctx.store.require(ref)
+        _stop_for_destroy(ctx, ref)  # outside the lock: the monitor takes it to clean up
+        if not ctx.store.is_defined(ref):  # ephemeral: destroyed by its monitor
+            ctx.notify(f"destroyed {ref.name}")
+            return
     with ctx.locked(ref):
         ctx.store.require(ref)
         if is_running(ref):
-            raise Busy("is running; stop it first", container=ref.name)
+            raise Busy("is running; stop it first (or destroy it with -f / --force)", container=ref.name)
         snaps = ctx.store.snapshot_refs(ref)
         if snaps and not with_snapshots:
             names = ", ".join(s.name for s in snaps)
@@ -41,6 +54,23 @@ def destroy(ctx: Context, ref: ContainerRef, *, with_snapshots: bool = False) ->
         with contextlib.suppress(OSError):
             legacy_snapshots_dir(ref).rmdir()
     ctx.notify(f"destroyed {ref.name}")
+
+
+def _stop_for_destroy(ctx: Context, ref: ContainerRef) -> None:
+    """Kill the running ``ref`` through bdev-runtime (bdev's monitor or real LXC's).
+
+    :raises Busy: bdev-runtime is not installed, or the container did not stop.
+    """
+    from ..runtime import runtime_module
+
+    status = runtime_module("status")
+    if status is None:
+        raise Busy("is running and bdev-runtime, which stops containers, is not installed: stop it with lxc-stop first",
+                   container=ref.name)
+    try:
+        status.stop_now(ctx, ref)
+    except BdevError as exc:
+        raise Busy(f"is running and could not be stopped: {exc.cause}", container=ref.name) from None
 
 
 def _refuse_dependents(ctx: Context, ref: ContainerRef) -> None:
@@ -79,8 +109,9 @@ def finish_destroy(ctx: Context, ref: ContainerRef, journal: Journal) -> None:
     """Complete a (possibly interrupted) destroy from its journal; safe to repeat."""
     rootfs = Rootfs(journal.get("backend"), journal.get("source"))
     backend = ctx.registry.backend(rootfs.backend)
-    if backend.exists(rootfs):
-        backend.destroy(rootfs)
+    if backend.exists(rootfs):  # an ordinary user's mapped rootfs is removed in its ids
+        mapped = helper_idmap(ctx.store.load_config(ref)) if ref.config_path.exists() else None
+        as_mapped_owner(mapped, lambda: backend.destroy(rootfs), container=ref.label)
     faults.checkpoint("destroy:after-rootfs")
     if journal.get("origin_name"):
         origin_dir = Path(journal.get("origin_lxcpath")) / journal.get("origin_name")

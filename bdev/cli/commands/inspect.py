@@ -51,7 +51,8 @@ def _origin(container: "Container") -> "Container | None":
 def ls(output_format: str) -> None:
     """List the containers of the lxcpath.
 
-    JSON: {"lxcpath": PATH, "containers": [{"name", "state" ("RUNNING" or "STOPPED"), "backend",
+    JSON: {"lxcpath": PATH, "containers": [{"name", "state" ("STOPPED", "STARTING", "RUNNING",
+    "STOPPING"; with no bdev-runtime installed only "RUNNING" or "STOPPED"), "backend",
     "rootfs" (lxc.rootfs.path value), "origin" ({"name", "lxcpath"} or null), "autostart"
     (bool), "groups" (list), "unprivileged" (bool), "error" (why the storage could not be
     read, or null)}]}.
@@ -106,11 +107,14 @@ def _usage(container: "Container") -> dict[str, Any]:
 @click.argument("name")
 @format_option
 def info(name: str, output_format: str) -> None:
-    """Show container NAME's storage: rootfs, backend, usage, origin, dependents, snapshots.
+    """Show container NAME: its state, init pid and addresses while it runs, and its storage:
+    rootfs, backend, usage, origin, dependents, snapshots.
 
-    JSON: {"name", "lxcpath", "directory", "config", "state", "rootfs", "backend", "error",
-    "usage": {"used_bytes", "limit_bytes", "note"}, "origin" ({"name", "lxcpath"} or null),
-    "dependents": [{"name", "lxcpath"}], "snapshots": [as in `bdev snapshot list`]}.
+    JSON: {"name", "lxcpath", "directory", "config", "state" (as in `bdev ls`), "init_pid"
+    (the host pid of its init, or null), "ips" (its addresses, no loopback), "rootfs",
+    "backend", "error", "usage": {"used_bytes", "limit_bytes", "note"}, "origin" ({"name",
+    "lxcpath"} or null), "dependents": [{"name", "lxcpath"}], "snapshots": [as in `bdev
+    snapshot list`]}.
     """
     session = get_session()
     container = session.container(name)
@@ -121,12 +125,17 @@ def info(name: str, output_format: str) -> None:
     origin = _origin(container)
     dependents = container.dependents()
     snaps = container.snapshot_list()
+    state = container.state
+    init_pid = container.init_pid if state != "STOPPED" else -1
+    ips = list(container.get_ips()) if init_pid > 0 else []
     document = {
         "name": container.name,
         "lxcpath": str(container.lxcpath),
         "directory": str(container.directory),
         "config": str(container.config_file_name),
-        "state": container.state,
+        "state": state,
+        "init_pid": init_pid if init_pid > 0 else None,
+        "ips": ips,
         "rootfs": rootfs,
         "backend": backend,
         "error": error,
@@ -148,7 +157,9 @@ def info(name: str, output_format: str) -> None:
         ("name", container.name),
         ("lxcpath", container.lxcpath),
         ("config", container.config_file_name),
-        ("state", container.state),
+        ("state", state),
+        ("pid", document["init_pid"]),
+        ("ips", ", ".join(ips)),
         ("backend", backend or f"? ({error})"),
         ("rootfs", rootfs),
         ("usage", usage_text),

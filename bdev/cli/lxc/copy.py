@@ -2,14 +2,18 @@
 [-B type] [-L size] [-K] [-M]``.
 
 Note ``-P`` is the origin's lxcpath and ``-p`` the copy's: the reverse of ``lxc-clone``.
-Renaming (``-R``) and ephemeral containers (``-e``) are refused with a sentence saying so;
-options that only apply to ephemeral containers (``-D``, ``-m``, ``-t``, ``-d``, ``-F``) are
-ignored without ``-e``, with a warning.  Success prints nothing (LXC 5 does the same).
+Renaming (``-R``) is refused with a sentence saying so.  ``-e`` starts an ephemeral
+copy-on-write clone (``-N`` names it, else ``NAME_`` and six random characters; ``-D`` keeps it
+after it stops; ``-F`` runs it on this terminal, ``-d`` in the background, the default) through
+the runtime (the ``bdev-runtime`` distribution); ``-m`` and ``-t`` are refused.  Options that
+only apply to ephemeral containers are ignored without ``-e``, with a warning.  Success prints
+nothing (LXC 5 does the same).
 """
 
 from __future__ import annotations
 
-from typing import NoReturn
+import sys
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -17,6 +21,9 @@ from ...errors import InvalidInput, NotSupported
 from .. import options as opts
 from ..errors import run
 from .common import common_options, lxc_command, require, start
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 PROG = "lxc-copy"
 
@@ -30,7 +37,7 @@ PROG = "lxc-copy"
 @click.option("-a", "--allowrunning", is_flag=True, help="Allow copying a running container.")
 @click.option("-F", "--foreground", is_flag=True, help="Ephemeral only.")
 @click.option("-d", "--daemon", is_flag=True, help="Ephemeral only.")
-@click.option("-e", "--ephemeral", is_flag=True, help="Start an ephemeral container (refused: comes with the runtime).")
+@click.option("-e", "--ephemeral", is_flag=True, help="Start an ephemeral copy-on-write clone.")
 @click.option("-m", "--mount", "mounts", multiple=True, metavar="{bind,overlay}=SRC[:DST]", help="Ephemeral only.")
 @click.option("-B", "--backingstorage", metavar="TYPE", help="Backing storage type for the copy.")
 @click.option("-t", "--tmpfs", is_flag=True, help="Ephemeral only.")
@@ -61,12 +68,15 @@ def command(
     keepmac: bool,
     hook_args: tuple[str, ...],
     **common: object,
-) -> None:
+) -> int | None:
     """lxc-copy clone a container."""
     session = start(ctx, **common)  # type: ignore[arg-type]
     name = require(name, "-n NAME", "container name")
     if ephemeral:
-        raise NotSupported("ephemeral containers (-e) come with the runtime; they are not supported yet")
+        if mounts or tmpfs:
+            raise NotSupported("-m and -t (extra mounts, a tmpfs upper layer) are not supported for ephemeral containers")
+        return _start_ephemeral(session, name, newname, newpath, keepdata=keepdata, foreground=foreground,
+                                backend=backingstorage, keepname=keepname, keepmac=keepmac)
     if rename:
         raise NotSupported("renaming a container (-R) is not supported yet")
     ignored = [flag for flag, given in (("-D", keepdata), ("-m", bool(mounts)), ("-t", tmpfs),
@@ -85,6 +95,24 @@ def command(
     session.container(newname, newpath)
     origin.clone(newname, lxcpath=newpath, backend=backend, snapshot=snapshot, keepname=keepname,
                  keepmac=keepmac, options=options, progress=session.progress(f"copying {name} to {newname}"))
+
+
+def _start_ephemeral(session: "Session", name: str, newname: str | None, newpath: str | None, *, keepdata: bool,
+                     foreground: bool, backend: str | None, keepname: bool, keepmac: bool) -> int:
+    try:
+        from bdev_runtime import lifecycle
+    except ImportError:
+        raise NotSupported("ephemeral containers (-e) need bdev's runtime (the bdev-runtime distribution)") from None
+    ctx = lifecycle.context_for(session.lxcpath(), notify=session.notify)
+    origin = ctx.ref(name)
+    clone, status = lifecycle.start_ephemeral(
+        ctx, origin, name=newname, lxcpath=session.lxcpath(newpath) if newpath else None, keep=keepdata,
+        keepname=keepname, keepmac=keepmac, backend=backend, foreground=foreground,
+        console_out=sys.stdout.fileno() if foreground else None,
+    )
+    if not foreground:
+        session.notify(f"{PROG}: started {clone.name}, an ephemeral clone of {name}")
+    return status
 
 
 def main() -> NoReturn:

@@ -1,5 +1,6 @@
 """``lxc-destroy -n NAME [-f] [-s] [-P lxcpath]``: destroy a container (``-s``: and its
-snapshots).  ``-f`` (stop it first if running) is accepted; nothing runs yet."""
+snapshots).  A running container is refused unless ``-f``, which kills it first (through
+bdev-runtime, whether bdev's runtime or real LXC runs it), as LXC does."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def command(ctx: click.Context, name: str | None, snapshots: bool, force: bool, 
     """lxc-destroy destroys a container with the identifier NAME."""
     session = start(ctx, **common)  # type: ignore[arg-type]
     name = require(name, "-n NAME", "container name")
-    session.container(name).destroy(with_snapshots=snapshots)
+    session.container(name).destroy(with_snapshots=snapshots, force=force)
 
 
 def main() -> NoReturn:

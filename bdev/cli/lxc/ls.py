@@ -2,15 +2,17 @@
 [--defined] [-g groups] [--filter REGEX | REGEX]``: list containers as LXC 5 does, byte for
 byte (see :mod:`bdev.cli.lxc.lsformat`).
 
-STATE is RUNNING for containers real LXC runs (seen through their command socket), else
-STOPPED; bdev cannot see FROZEN yet, so ``--frozen`` lists nothing.  Unlike LXC, ``-F`` implies ``-f``, and an unknown ``-F`` column or
-an invalid regular expression is an error instead of an empty listing.
+STATE, PID, IPV4 and IPV6 are the live ones (STOPPED, STARTING, RUNNING, STOPPING) of a
+container bdev's runtime or real LXC runs, asked through bdev-runtime; without it STATE is
+RUNNING or STOPPED as the command socket says and the others stay empty.  bdev cannot see
+FROZEN yet, so ``--frozen`` lists nothing.  Unlike LXC, ``-F`` implies ``-f``, and an unknown
+``-F`` column or an invalid regular expression is an error instead of an empty listing.
 """
 
 from __future__ import annotations
 
 import re
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -18,6 +20,9 @@ from ...errors import InvalidInput
 from ..errors import run
 from . import lsformat
 from .common import common_options, lxc_command, start
+
+if TYPE_CHECKING:
+    from ...api import Container
 
 PROG = "lxc-ls"
 
@@ -81,16 +86,18 @@ def command(
         if not isinstance(facts, Listed):
             click.echo(f"{PROG}: skipped {facts}", err=True)
             continue
-        if frozen or ((active or running) and facts.state != "RUNNING") or (stopped and facts.state != "STOPPED"):
+        if frozen or ((active or running) and facts.state == "STOPPED") or (stopped and facts.state != "STOPPED"):
             continue
         if must is not None and (not facts.groups or not set(must) <= set(facts.groups)):
             continue
+        live = _live(facts.container) if facts.state != "STOPPED" and (fancy or columns is not None) else {}
         rows.append(lsformat.Row(
             name=facts.name,
             state=facts.state,
             autostart=facts.autostart,
             groups=", ".join(facts.groups) if facts.groups else None,
             unprivileged=facts.unprivileged,
+            **live,
         ))
     if fancy or columns is not None:
         data = lsformat.fancy(rows, columns or lsformat.DEFAULT_FANCY)
@@ -98,6 +105,15 @@ def command(
         data = lsformat.names(rows, termwidth=0 if line else lsformat.term_width(), one_per_line=line)
     if data:
         click.echo(data, nl=False)
+
+
+def _live(container: "Container") -> dict[str, object]:
+    """The PID, IPV4 and IPV6 cells of a running container (LXC joins addresses with ", ")."""
+    addresses = container.get_ips()
+    ipv4 = [a for a in addresses if ":" not in a]
+    ipv6 = [a for a in addresses if ":" in a]
+    pid = container.init_pid
+    return {"pid": pid if pid > 0 else None, "ipv4": ", ".join(ipv4) or None, "ipv6": ", ".join(ipv6) or None}
 
 
 def main() -> NoReturn:

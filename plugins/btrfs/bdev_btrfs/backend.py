@@ -50,7 +50,11 @@ class BtrfsBackend(Backend):
 
     name = "btrfs"
     description = "a btrfs subvolume; instant snapshots that include nested subvolumes"
-    capabilities = Capabilities(native_snapshot=True, copy_by_snapshot=True, unprivileged=True, can_backup=True)
+    capabilities = Capabilities(
+        native_snapshot=True, copy_by_snapshot=True, unprivileged=True, can_backup=True,
+        unprivileged_note="subvolumes in a directory the user owns on btrfs; the kernel deletes them for "
+                          "their owner only with the user_subvol_rm_allowed mount option, else file by file",
+    )
     requires = (
         KernelFilesystem("btrfs"),
         PythonModule("btrfsutil", package="python3-btrfsutil", optional=True),

@@ -26,7 +26,11 @@ class DirBackend(PathBackend):
     name = "dir"
     aliases = ("directory",)
     description = "a plain directory; snapshots are (reflinked) copies"
-    capabilities = Capabilities(unprivileged=True, can_backup=True)
+    capabilities = Capabilities(
+        unprivileged=True, can_backup=True,
+        unprivileged_note="works for an ordinary user in directories they own; a mapped (lxc.idmap) rootfs "
+                          "is copied and removed in a user namespace of their /etc/subuid range",
+    )
     requires = (Tool("mount", "mount"),)
     detect_priority = 1000
     best_priority = 1000

@@ -57,6 +57,8 @@ class OverlayBackend(Backend):
         needs_mount=True,
         unprivileged=True,
         can_backup=True,
+        unprivileged_note="mounts in a private user namespace with userxattr (Linux 5.11+); snapshot clones of "
+                          "an ordinary user's mapped (lxc.idmap) containers are not supported yet",
     )
     requires = (Tool("mount", "mount"), Tool("umount", "mount"), KernelFilesystem("overlay"))
     detect_priority = None  # LXC always writes the overlay: prefix

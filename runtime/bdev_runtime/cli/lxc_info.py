@@ -1,0 +1,69 @@
+"""``lxc-info -n NAME [-s] [-p] [-i] [-c KEY]... [-H] [-P lxcpath]``: a container's state,
+init pid and IP addresses, printed as LXC prints them (``State:          RUNNING``), for a
+container bdev's runtime runs and for one real LXC runs (asked in LXC's protocol)."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import click
+
+from bdev.cli.errors import run
+from bdev.cli.lxc.common import common_options, lxc_command, require, start
+
+from ..spec import load_config
+from ..status import status
+from .common import container_of
+
+PROG = "lxc-info"
+
+
+def field_line(label: str, value: object) -> str:
+    """One line as ``lxc-info`` prints it: the label padded to 15 columns."""
+    return f"{label + ':':<15} {value}"
+
+
+@lxc_command(PROG, help_text="lxc-info displays information about the container NAME.", usage="-n NAME [OPTIONS]")
+@click.option("-n", "--name", metavar="NAME", help="NAME of the container.")
+@click.option("-c", "--config", "keys", metavar="KEY", multiple=True, help="Show configuration variable KEY.")
+@click.option("-s", "--state", "show_state", is_flag=True, help="Show the state.")
+@click.option("-p", "--pid", "show_pid", is_flag=True, help="Show the process id of the init container.")
+@click.option("-i", "--ips", "show_ips", is_flag=True, help="Show the IP addresses.")
+@click.option("-S", "--stats", "show_stats", is_flag=True, help="Show usage statistics (none are listed yet).")
+@click.option("-H", "--no-humanize", is_flag=True, help="Show stats as raw numbers, not humanized.")
+@common_options()
+@click.pass_context
+def command(ctx: click.Context, name: str | None, keys: tuple[str, ...], show_state: bool, show_pid: bool,
+            show_ips: bool, show_stats: bool, no_humanize: bool, **common: object) -> None:
+    """lxc-info displays information about the container NAME."""
+    session = start(ctx, **common)  # type: ignore[arg-type]
+    name = require(name, "-n NAME", "container name")
+    engine, ref = container_of(session, name)
+    engine.store.require(ref)
+    if keys:
+        config = load_config(ref)
+        for key in keys:
+            values = config.get_all(key)
+            click.echo(f"{key} = {values[-1] if values else ''}")
+        if not (show_state or show_pid):
+            return
+    state = status(engine, ref)
+    everything = not (show_state or show_pid or show_ips or show_stats)
+    if everything:
+        click.echo(field_line("Name", state.name))
+    if everything or show_state:
+        click.echo(field_line("State", state.state.value))
+    if (everything or show_pid) and state.init_pid:
+        click.echo(field_line("PID", state.init_pid))
+    if everything or show_ips:
+        for address in state.addresses():
+            click.echo(field_line("IP", address))
+
+
+def main() -> NoReturn:
+    """Entry point of ``lxc-info``."""
+    run(command, PROG)
+
+
+if __name__ == "__main__":
+    main()
