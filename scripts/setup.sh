@@ -9,6 +9,9 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip python3-btrfsutil python3-lxc
   btrfs-progs xfsprogs e2fsprogs util-linux mount rsync attr acl
   busybox-static uidmap lxc libcap2-bin squashfs-tools zfs-fuse
+  lvm2 thin-provisioning-tools python3-pyudev python3-seccomp python3-prctl iproute2
+  openssh-server openssh-client python3-zstandard debootstrap zstd xz-utils
+  qemu-system-x86 qemu-utils
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -25,6 +28,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get -o DPkg::Lock::Timeout=300 update -q
   apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}"
+  # The sshd template needs the OpenSSH server binary, not the host's own ssh service: when
+  # this script is what installed it, switch the service off again rather than leave a new
+  # listener on port 22.
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    echo "setup.sh: installed openssh-server for the sshd template and left the host's ssh service off"
+  fi
+fi
+
+# A Debian kernel, unpacked, for the tests that boot a throwaway qemu machine on this
+# machine's own root (cgroup v2 with every controller): .cache/test-kernel.
+if [ ! -d .cache/test-kernel/boot ]; then
+  kernel_pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+  rm -rf .cache/kernel-download && mkdir -p .cache/kernel-download
+  (cd .cache/kernel-download && apt-get -o APT::Sandbox::User=root download -q "$kernel_pkg" >/dev/null)
+  dpkg-deb -x .cache/kernel-download/*.deb .cache/kernel-download/tree
+  rm -rf .cache/test-kernel && mv .cache/kernel-download/tree .cache/test-kernel
+  rm -rf .cache/kernel-download
 fi
 
 if [ ! -x .venv/bin/python ]; then
