@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh) and run the whole test suite: as root, with real mounts, then the
-# unprivileged subset again as an ordinary user.  Extra arguments go to pytest.
+# unprivileged subset again as an ordinary user, then the guest suite on a real kernel in a
+# qemu machine (scripts/guest-test.sh).  Extra arguments go to the host's pytest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+trap 'exit 130' INT
 ./scripts/setup.sh
 # Third-party example plugins (examples/*/) are installed as real packages, never editable, so
 # the suite finds them only through their entry points, as a user's pip install would.
@@ -12,4 +14,14 @@ for example in examples/*/; do
       --force-reinstall "$example"
   fi
 done
-exec .venv/bin/python tests/run_suite.py "$@"
+host=0
+.venv/bin/python tests/run_suite.py "$@" || host=$?
+# Then the guest suite on a real kernel (LVM, kernel ZFS, btrfs) in a qemu machine;
+# BDEV_SKIP_GUEST=1 skips it, saying so.
+guest=0
+./scripts/guest-test.sh || guest=$?
+verdict() { if [ "$1" -eq 0 ]; then echo passed; else echo "FAILED (exit $1)"; fi; }
+guest_verdict=$(verdict "$guest")
+[ -n "${BDEV_SKIP_GUEST:-}" ] && [ "$BDEV_SKIP_GUEST" != 0 ] && guest_verdict="SKIPPED (BDEV_SKIP_GUEST)"
+echo "test.sh: host suite $(verdict "$host"), guest suite $guest_verdict"
+[ "$host" -eq 0 ] && [ "$guest" -eq 0 ]
