@@ -349,13 +349,21 @@ def test_a_run_passes_only_with_status_zero_and_a_passing_summary(tmp_path: Path
 def test_a_guest_that_stopped_early_or_timed_out_fails_clearly(tmp_path: Path) -> None:
     write_results(tmp_path / "a", status=None, ok=None)
     result = guest.outcome(tmp_path / "a", guest.Streamed(0, False, 5.0), 60)
-    assert not result.ok and "stopped (qemu exit 0) before the suite finished" in result.line
+    assert not result.ok and "stopped (qemu exit 0) before the suite finished (no suite had finished)" in result.line
     write_results(tmp_path / "b", status="2", ok=None)
     result = guest.outcome(tmp_path / "b", guest.Streamed(0, False, 5.0), 60)
     assert not result.ok and "exited 2 before it ran any test" in result.line
     write_results(tmp_path / "c", status=None, ok=None)
     result = guest.outcome(tmp_path / "c", guest.Streamed(None, True, 60.0), 60)
-    assert not result.ok and result.line == "guest suite FAILED: killed at the timeout of 60 s"
+    assert not result.ok and result.line == "guest suite FAILED: killed at the timeout of 60 s (no suite had finished)"
+
+
+def test_a_timed_out_run_says_which_suites_had_finished(results: Path) -> None:
+    suite(results, "lvm", "0", (89, 0, 15))
+    result = guest.outcome(results, guest.Streamed(None, True, 60.0), 60)
+    assert not result.ok
+    assert result.line == ("guest suite FAILED: killed at the timeout of 60 s (finished on Linux 6.1.0-50-amd64: "
+                           "lvm 74 passed, 0 failed, 15 skipped)")
 
 
 # ---------------------------------------------------------------------------- the guest's summary

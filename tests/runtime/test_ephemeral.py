@@ -28,12 +28,12 @@ def test_start_write_stop_gone(runtime: Runtime) -> None:
     clone, status = lifecycle.start_ephemeral(runtime.ctx, origin, name="origin-e1")
     runtime.ref(clone.name)
     assert status == 0 and lifecycle.info(runtime.ctx, clone).state is State.RUNNING
-    assert lifecycle.attach(runtime.ctx, clone, ["/bin/sh", "-c", "echo scratch > /root/written"]) == 0
+    assert lifecycle.attach(runtime.ctx, clone, ["/bin/sh", "-c", "echo scratch > /etc/written"]) == 0
     assert (runtime.lxcpath / "origin-e1").is_dir()
     lifecycle.stop(runtime.ctx, clone, timeout=20)
     assert not (runtime.lxcpath / "origin-e1").exists()
     assert [c.name for c in list_containers(runtime.lxcpath)] == ["origin"]
-    assert not (runtime.lxcpath / "origin/rootfs/root/written").exists()
+    assert not (runtime.lxcpath / "origin/rootfs/etc/written").exists()
     assert Container("origin", runtime.lxcpath).dependents() == []
 
 

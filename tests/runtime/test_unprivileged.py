@@ -149,13 +149,13 @@ def test_root_starts_a_mapped_container(runtime: Runtime, capfd: pytest.CaptureF
         assert Path(f"/proc/{init}/uid_map").read_text().split() == ["0", str(MAPPED_ROOT), "65536"]
         assert os.stat(f"/proc/{init}").st_uid == MAPPED_ROOT  # its init runs as the mapped root
         capfd.readouterr()
-        status = lifecycle.attach(runtime.ctx, ref, ["/bin/sh", "-c", "id -u; id -g; touch /root/made; ls -n /bin/busybox"],
+        status = lifecycle.attach(runtime.ctx, ref, ["/bin/sh", "-c", "id -u; id -g; touch /etc/made; ls -n /bin/busybox"],
                                   AttachOptions(clear_env=True))
         out = capfd.readouterr().out.split("\n")
         assert status == 0, out
         assert out[:2] == ["0", "0"]
         assert out[2].split()[2:4] == ["0", "0"]  # busybox is root's inside
-        made = os.lstat(rootfs / "root" / "made")
+        made = os.lstat(rootfs / "etc" / "made")
         assert (made.st_uid, made.st_gid) == (MAPPED_ROOT, MAPPED_ROOT)
     finally:
         lifecycle.stop(runtime.ctx, ref, kill=True)
@@ -283,9 +283,9 @@ def test_an_ordinary_user_runs_the_whole_cycle(test_user: OrdinaryUser) -> None:
     assert (busybox.st_uid, busybox.st_gid) == (user.subuid, user.subuid)
     assert os.lstat(c1 / "config").st_uid == user.uid
     assert "started c1" in user.bdev("start", "c1")
-    out = user.bdev("attach", "c1", "--", "sh", "-c", "id -u; touch /root/made; hostname")
+    out = user.bdev("attach", "c1", "--", "sh", "-c", "id -u; touch /etc/made; hostname")
     assert out.split() == ["0", "c1"]
-    assert os.lstat(c1 / "rootfs" / "root" / "made").st_uid == user.subuid
+    assert os.lstat(c1 / "rootfs" / "etc" / "made").st_uid == user.subuid
     init = [p for p in user.processes() if Path(f"/proc/{p}/comm").read_text().strip() == "init"]
     assert init and all(os.stat(f"/proc/{p}").st_uid == user.subuid for p in init)
     assert "stopped c1" in user.bdev("stop", "c1")
@@ -298,7 +298,7 @@ def test_an_ordinary_user_runs_the_whole_cycle(test_user: OrdinaryUser) -> None:
     assert os.lstat(c2 / "rootfs" / "etc" / "shadow").st_uid == user.subuid
     assert (c2 / "rootfs" / "etc" / "hostname").read_text().strip() == "c2"
     user.bdev("start", "c2")
-    assert user.bdev("attach", "c2", "--", "sh", "-c", "id -u; hostname; cat /root/made && echo kept").split() == [
+    assert user.bdev("attach", "c2", "--", "sh", "-c", "id -u; hostname; cat /etc/made && echo kept").split() == [
         "0", "c2", "kept"]
     user.bdev("stop", "c2")
     refused = user.bdev("clone", "-s", "-B", "overlay", "c1", "c3", check=False)
@@ -371,10 +371,10 @@ def test_an_ordinary_user_snapshots_on_btrfs(test_user: OrdinaryUser) -> None:
         assert "native snapshot" in user.bdev(*as_user, "snapshot", "create", "c1")
         assert "cloned c1 to c2: native snapshot" in user.bdev(*as_user, "clone", "-s", "c1", "c2")
         user.bdev(*as_user, "start", "c2")
-        assert user.bdev(*as_user, "attach", "c2", "--", "sh", "-c", "id -u; hostname; touch /root/x").split() == [
+        assert user.bdev(*as_user, "attach", "c2", "--", "sh", "-c", "id -u; hostname; touch /etc/x").split() == [
             "0", "c2"]
         user.bdev(*as_user, "stop", "c2")
-        assert os.lstat(lxcpath / "c2" / "rootfs" / "root" / "x").st_uid == user.subuid
+        assert os.lstat(lxcpath / "c2" / "rootfs" / "etc" / "x").st_uid == user.subuid
         assert "destroyed c2" in user.bdev(*as_user, "destroy", "c2")
         assert "destroyed c1" in user.bdev(*as_user, "destroy", "-s", "c1")
         assert not list(lxcpath.iterdir())

@@ -27,6 +27,7 @@ import ctypes
 import fcntl
 import fnmatch
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -440,6 +441,22 @@ class Outcome:
     line: str
 
 
+def finished_suites(results: Path) -> str:
+    """What a guest that was stopped early had finished: each completed suite's counts (read
+    by guest_summary.py from the results share) and the kernel they ran on."""
+    exits = sorted((results / "suites").glob("*.exit")) if (results / "suites").is_dir() else []
+    if not exits:
+        return "no suite had finished"
+    spec = importlib.util.spec_from_file_location("guest_summary", VAGRANT_DIR / "guest_summary.py")
+    assert spec and spec.loader
+    summary = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("guest_summary", summary)
+    spec.loader.exec_module(summary)
+    kernel = summary.read_env(results / "guest.env").get("KERNEL", "?")
+    done = "; ".join(summary.suite_result(results, e.stem).describe() for e in exits)
+    return f"finished on Linux {kernel}: {done}"
+
+
 def outcome(results: Path, streamed: Streamed, timeout: float) -> Outcome:
     """Judge a run from qemu's end and the results share: ok only when the guest wrote its
     status 0 and a summary that says every suite passed."""
@@ -447,11 +464,11 @@ def outcome(results: Path, streamed: Streamed, timeout: float) -> Outcome:
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
     status = status_file.read_text().strip() if status_file.is_file() else None
     if streamed.timed_out:
-        reason = f"killed at the timeout of {timeout:.0f} s"
-        return Outcome(False, f"guest suite FAILED: {reason}" + (f" ({summary['line']})" if summary else ""))
+        done = summary["line"] if summary else finished_suites(results)
+        return Outcome(False, f"guest suite FAILED: killed at the timeout of {timeout:.0f} s ({done})")
     if status is None:
         return Outcome(False, f"guest suite FAILED: the guest stopped (qemu exit {streamed.returncode}) "
-                              "before the suite finished; its console is above")
+                              f"before the suite finished ({finished_suites(results)}); its console is above")
     if summary is None:
         return Outcome(False, f"guest suite FAILED: the suite exited {status} before it ran any test; "
                               "its console is above")

@@ -29,7 +29,7 @@ ARGS = TemplateArgs(
     "sshd",
     [
         click.Option(["-S", "--auth-key"], metavar="FILE", default=None,
-                     help="public key(s) allowed to log in as root (copied to /root/.ssh/authorized_keys)"),
+                     help="public key(s) allowed to log in as root (copied to root's .ssh/authorized_keys in the container)"),
         click.Option(["--port"], metavar="PORT", type=click.IntRange(1, 65535), default=22, show_default=True,
                      help="port sshd listens on"),
         click.Option(["--listen"], metavar="ADDRESS", default=None,
