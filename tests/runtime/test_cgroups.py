@@ -907,7 +907,8 @@ def test_unprivileged_user_uses_only_the_hierarchies_delegated_to_it(tmp_path):
 # (BDEV_TEST_KERNEL: a directory where a linux-image .deb was unpacked with dpkg-deb -x;
 # default .cache/test-kernel in the repository) with a
 # busybox initramfs that mounts this machine's root read-only over 9p, mounts cgroup2 on
-# /sys/fs/cgroup and runs GUEST_SCRIPT with this interpreter.
+# /sys/fs/cgroup and runs GUEST_SCRIPT with this interpreter.  Only /run gets a tmpfs (the
+# guest's scratch space): the checkout and its venv may live anywhere else, /tmp included.
 
 REPO = Path(__file__).resolve().parents[2]
 VM_MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "netfs",
@@ -919,9 +920,9 @@ for m in {modules}; do insmod /modules/$m.ko || echo "R2-INIT insmod $m failed";
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose hostroot /host || echo "R2-INIT no 9p"
 mount -t proc proc /host/proc && mount -t sysfs sys /host/sys && mount -t devtmpfs dev /host/dev
 mount -t cgroup2 none /host/sys/fs/cgroup
-mount -t tmpfs run /host/run && mount -t tmpfs tmp /host/tmp
+mount -t tmpfs run /host/run
 cp /guest.py /host/run/guest.py
-chroot /host /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/run PYTHONDONTWRITEBYTECODE=1 \\
+chroot /host /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/run TMPDIR=/run PYTHONDONTWRITEBYTECODE=1 \\
     BDEV_LXC_CONF=/dev/null BDEV_LOCK_DIR=/run/lock {python} /run/guest.py > /dev/ttyS0 2>&1
 echo "R2-EXIT $?" > /dev/ttyS0
 poweroff -f
