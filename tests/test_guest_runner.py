@@ -175,15 +175,18 @@ def test_bad_durations_are_refused(text: str) -> None:
 
 def test_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BDEV_GUEST_TIMEOUT", raising=False)
+    monkeypatch.delenv("BDEV_GUEST_PROFILE", raising=False)
     args = guest.parse_args([])
     assert args.timeout == 45 * 60 and args.suites == ["lvm", "zfs", "btrfs"] and args.pytest_args == []
+    assert args.profile == "full" and guest.parse_args(["--profile", "ci"]).suites == ["lvm", "zfs"]
+    assert guest.parse_args(["--profile", "ci", "--suites", "btrfs"]).suites == ["btrfs"]
     args = guest.parse_args(["--suites", "zfs,lvm", "--timeout", "10m", "--", "-x", "-k", "snapshot"])
     assert args.suites == ["zfs", "lvm"] and args.timeout == 600 and args.pytest_args == ["-x", "-k", "snapshot"]
     monkeypatch.setenv("BDEV_GUEST_TIMEOUT", "20m")
     assert guest.parse_args([]).timeout == 1200
 
 
-@pytest.mark.parametrize("argv", [["--suites", "lvm,bogus"], ["--timeout", "soon"], ["--bogus"]])
+@pytest.mark.parametrize("argv", [["--suites", "lvm,bogus"], ["--timeout", "soon"], ["--bogus"], ["--profile", "quick"]])
 def test_bad_arguments_exit_with_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         guest.parse_args(argv)
@@ -194,12 +197,12 @@ def test_bad_arguments_exit_with_usage(argv: list[str], capsys: pytest.CaptureFi
 def test_the_guests_arguments_reach_bash_intact(tmp_path: Path) -> None:
     """guest-init.sh reads the runner's NUL-separated file with ``mapfile -d ''``."""
     args = tmp_path / "arguments"
-    args.write_bytes(guest.guest_arguments(["lvm", "zfs"], ["-k", "thin and not crash", "-x"]))
+    args.write_bytes(guest.guest_arguments(["lvm", "zfs"], ["-k", "thin and not crash", "-x"], "ci"))
     out = subprocess.run(
         ["bash", "-c", 'mapfile -d "" -t a < "$1"; printf "<%s>\\n" "${a[@]}"', "-", str(args)],
         capture_output=True, text=True, check=True,
     ).stdout
-    assert out.splitlines() == ["<--suites>", "<lvm,zfs>", "<-->", "<-k>", "<thin and not crash>", "<-x>"]
+    assert out.splitlines() == ["<--suites>", "<lvm,zfs>", "<--profile>", "<ci>", "<-->", "<-k>", "<thin and not crash>", "<-x>"]
 
 
 # ---------------------------------------------------------------------------- streaming, timeout
@@ -400,6 +403,15 @@ def test_the_summary_names_the_kernel_and_counts_each_suite(results: Path, capsy
     )
     written = json.loads((results / "summary.json").read_text())
     assert written["ok"] is True and written["line"] == line and written["env"]["KERNEL"] == "6.1.0-50-amd64"
+
+
+def test_a_narrowed_run_says_its_profile(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with (results / "guest.env").open("a") as env:
+        env.write("PROFILE=ci\n")
+    suite(results, "lvm", "0", (12, 0, 2))
+    assert summary.main([str(results), "lvm"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("guest suite ok (profile ci: a narrowed selection, the rest deselected) on Linux 6.1.0-50-amd64")
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,28 @@ def test_bdev_backends_ini_option_runs_the_contract(pytester: pytest.Pytester) -
     result.assert_outcomes(passed=1)
 
 
+def test_narrowed_contract_deselects_the_rest_and_says_so(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_nothing="def test_placeholder():\n    pass\n")
+    args = ("-p", "no:cacheprovider", "--bdev-backend=dir", "--kit-storage=tmpdir", "--kit-crash-steps=destroy:after-rootfs")
+    everything = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--bdev-backend=dir", "--collect-only", "-q")
+    narrowed = pytester.runpytest_subprocess(*args, "--collect-only", "-q")
+    names = [line for line in narrowed.stdout.lines if "::" in line]
+    total = len([line for line in everything.stdout.lines if "::" in line])
+    assert names and len(names) < total
+    assert all("xfs" not in name and "btrfs]" not in name and "-btrfs" not in name for name in names)
+    crash = [name for name in names if "crash_at_marked_step" in name]
+    assert crash and all("destroy:after-rootfs" in name for name in crash)
+    narrowed.stdout.fnmatch_lines([f"*{total - len(names)} deselected*"])
+    header = pytester.runpytest_subprocess(*args, "-k", "placeholder")
+    header.stdout.fnmatch_lines(["bdev kit: contract narrowed to kit_storage_kind in (tmpdir)*"])
+
+
+def test_unknown_storage_kind_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--bdev-backend=dir", "--kit-storage=ntfs")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--kit-storage: unknown ntfs (known: tmpdir, btrfs, xfs)*"])
+
+
 def test_no_backend_selected_adds_nothing(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_nothing="def test_placeholder():\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")

@@ -70,6 +70,9 @@ def summary_line(env: dict[str, str], suites: list[SuiteResult]) -> str:
     )
     per_suite = "; ".join(s.describe() for s in suites)
     verdict = "ok" if suites and all(s.ok for s in suites) else "FAILED"
+    profile = env.get("PROFILE", "full")
+    if profile != "full":  # a narrowed run must never read as the whole suite
+        verdict += f" (profile {profile}: a narrowed selection, the rest deselected)"
     return (
         f"guest suite {verdict} on {where}: {per_suite}; total {total['passed']} passed, "
         f"{total['failed']} failed, {total['skipped']} skipped"
