@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import from_os_error
+from .i18n import N_, _
 from .records import Change, CloneOutcome, CreateOptions, Rootfs, Usage
 
 if TYPE_CHECKING:
@@ -191,7 +192,9 @@ class Container:
             if family not in ("inet", "inet6"):
                 from .errors import InvalidInput
 
-                raise InvalidInput(f"family {family!r}: use 'inet' or 'inet6'", container=self.name)
+                raise InvalidInput(_(
+                    "family {family!r}: use 'inet' or 'inet6'"
+                ).format(family=family), container=self.name)
             found = [a for a in found if (":" in a) == (family == "inet6")]
         return tuple(found)
 
@@ -335,7 +338,7 @@ class Container:
         """
         from .runtime import require_runtime
 
-        lifecycle = require_runtime("lifecycle", "starting a container", self.name)
+        lifecycle = require_runtime("lifecycle", N_("starting a container"), self.name)
         lifecycle.start(self._ctx, self._ref, foreground=not daemonize, init=list(cmd) if cmd else None)
 
     def stop(self) -> None:
@@ -348,11 +351,11 @@ class Container:
         """
         from .runtime import require_runtime
 
-        lifecycle = require_runtime("lifecycle", "stopping a container", self.name)
+        lifecycle = require_runtime("lifecycle", N_("stopping a container"), self.name)
         self._ctx.store.require(self._ref)
         if self.state == "STOPPED":
             raise lifecycle.NotRunning("is not running", container=self.name)
-        require_runtime("status", "stopping a container", self.name).stop_now(self._ctx, self._ref)
+        require_runtime("status", N_("stopping a container"), self.name).stop_now(self._ctx, self._ref)
 
     def shutdown(self, timeout: float = 60.0) -> None:
         """Ask the container's init to halt (``lxc.signal.halt``) and wait; unlike
@@ -364,7 +367,7 @@ class Container:
         """
         from .runtime import require_runtime
 
-        lifecycle = require_runtime("lifecycle", "stopping a container", self.name)
+        lifecycle = require_runtime("lifecycle", N_("stopping a container"), self.name)
         lifecycle.stop(self._ctx, self._ref, timeout=timeout)
 
     def attach_wait(
@@ -395,10 +398,12 @@ class Container:
         from .errors import InvalidInput
         from .runtime import require_runtime
 
-        lifecycle = require_runtime("lifecycle", "attaching to a container", self.name)
-        attach = require_runtime("attach", "attaching to a container", self.name)
+        lifecycle = require_runtime("lifecycle", N_("attaching to a container"), self.name)
+        attach = require_runtime("attach", N_("attaching to a container"), self.name)
         if env_policy not in ("keep", "clear"):
-            raise InvalidInput(f"env_policy {env_policy!r}: use 'keep' or 'clear'", container=self.name)
+            raise InvalidInput(_(
+                "env_policy {env_policy!r}: use 'keep' or 'clear'"
+            ).format(env_policy=env_policy), container=self.name)
         options = attach.AttachOptions(
             clear_env=env_policy == "clear", keep_vars=tuple(extra_keep_env),
             set_vars=attach.parse_assignments(tuple(extra_env_vars), "extra_env_vars"),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from .errors import BdevError, NotSupported
+from .i18n import N_, _
 from .mounts import temporary_mountpoint
 from .records import Capabilities, Change, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
 from .requirements import Requirement, unmet
@@ -102,7 +103,7 @@ class Backend:
 
     def default_source(self, placement: Placement, options: CreateOptions) -> str:
         """The locator a rootfs created at ``placement`` would get, without creating it."""
-        raise self._unsupported("naming a new rootfs")
+        raise self._unsupported(N_("naming a new rootfs"))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -111,21 +112,26 @@ class Backend:
 
         On failure nothing may be left behind.  ``placement.directory`` exists already.
         """
-        raise self._unsupported("create")
+        raise self._unsupported(N_("create"))
 
     def destroy(self, rootfs: Rootfs) -> None:
-        """Remove ``rootfs`` and all its data.  Removing one that is already gone is not an error."""
-        raise self._unsupported("destroy")
+        """Remove ``rootfs`` and all its data.  Removing one that is already gone is not an error.
+
+        Raise :class:`~bdev.errors.Busy` only before removing anything (the rootfs is mounted
+        elsewhere, another host holds it): the core then abandons the destroy and the
+        container stays whole.  Any other error leaves the destroy journaled, and the next
+        command finishes it."""
+        raise self._unsupported(N_("destroy"))
 
     def exists(self, rootfs: Rootfs) -> bool:
         """Whether the storage behind ``rootfs`` exists."""
-        raise self._unsupported("checking existence")
+        raise self._unsupported(N_("checking existence"))
 
     def identity(self, rootfs: Rootfs) -> str:
         """A token that changes when different storage appears under the same locator
         (a directory's device and inode, a dataset's guid).  Used to tell, after a crash,
         whether an atomic swap happened."""
-        raise self._unsupported("identity")
+        raise self._unsupported(N_("identity"))
 
     def data_path(self, rootfs: Rootfs) -> Path | None:
         """A path where the files are reachable without mounting (dir, btrfs), else None."""
@@ -133,11 +139,11 @@ class Backend:
 
     def mount(self, rootfs: Rootfs, mountpoint: Path, *, readonly: bool = False) -> None:
         """Mount ``rootfs`` on the existing directory ``mountpoint``."""
-        raise self._unsupported("mount")
+        raise self._unsupported(N_("mount"))
 
     def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
         """Undo :meth:`mount`."""
-        raise self._unsupported("umount")
+        raise self._unsupported(N_("umount"))
 
     @contextlib.contextmanager
     def accessed(self, rootfs: Rootfs, *, readonly: bool = False) -> Iterator[Path]:
@@ -162,12 +168,12 @@ class Backend:
     def resize(self, rootfs: Rootfs, size: int) -> None:
         """Grow (or, where the filesystem allows, shrink) ``rootfs`` to ``size`` bytes.  The
         container is stopped; refuse a size that would lose data."""
-        raise self._unsupported("resizing")
+        raise self._unsupported(N_("resizing"))
 
     def diff(self, rootfs: Rootfs) -> list[Change]:
         """What changed in ``rootfs`` relative to its origin (layered backends such as overlay
         read it from their upper layer), as :class:`~bdev.records.Change` records."""
-        raise self._unsupported("diffs against an origin")
+        raise self._unsupported(N_("diffs against an origin"))
 
     # ------------------------------------------------------------------ cloning
 
@@ -239,7 +245,7 @@ class Backend:
         :meth:`snapshot_refusal` returned None).  Return method ``snapshot`` for a native
         snapshot of the same backend or ``layer`` for a layer over another backend, and set
         ``depends_on_origin`` when the clone needs ``source`` to stay."""
-        raise self._unsupported("snapshot")
+        raise self._unsupported(N_("snapshot"))
 
     # ------------------------------------------------------------------ atomic restore
 
@@ -247,7 +253,7 @@ class Backend:
         """Exchange the contents of two rootfs of this backend atomically: afterwards ``live``'s
         locator holds what ``staged`` held and the reverse.  A crash at any moment must leave
         each locator holding one of the two complete trees (check with :meth:`identity`)."""
-        raise self._unsupported("atomic swap")
+        raise self._unsupported(N_("atomic swap"))
 
     def restore_natively(self, live: Rootfs, snapshot: Rootfs) -> bool:
         """Make ``live`` hold the tree of ``snapshot`` (the rootfs of one of the container's
@@ -268,10 +274,46 @@ class Backend:
         """
         return False
 
+    def conversion_source(self, rootfs: Rootfs, target: "Backend", placement: Placement, options: CreateOptions) -> str:
+        """The locator :meth:`convert_into` will give the new ``target`` rootfs at
+        ``placement``, computed without creating anything (the core journals it first).
+
+        Only for a backend that overrides :meth:`convert_into`."""
+        raise self._unsupported(N_("native conversion"))
+
+    def convert_into(
+        self,
+        rootfs: Rootfs,
+        target: "Backend",
+        placement: Placement,
+        options: CreateOptions,
+        scratch: Path,
+        progress: object | None = None,
+    ) -> CloneOutcome:
+        """Build a ``target`` rootfs at ``placement`` holding ``rootfs``'s files, by this
+        backend's own means, for ``bdev convert`` (``scratch`` is an empty directory in the
+        container for intermediate files, removed by the core afterwards).
+
+        Override it when the generic conversion (mount ``rootfs``, let ``target`` copy from it)
+        cannot work or loses something: aufs reads its branches directly because no current
+        kernel mounts aufs, and gives overlay an upper layer with the whiteouts translated.
+        A backend that overrides it also overrides :meth:`conversion_source` and
+        :meth:`discard_converted`.  The default refuses; the core then never calls it."""
+        raise self._unsupported(N_("native conversion"))
+
+    def discard_converted(self, rootfs: Rootfs, new: Rootfs) -> None:
+        """Remove the old ``rootfs`` once the converted ``new`` one is committed, keeping
+        every layer ``new`` still uses (aufs's lower branch under overlay); safe to repeat
+        after a crash."""
+        raise self._unsupported(N_("native conversion"))
+
     # ------------------------------------------------------------------ helpers
 
     def _unsupported(self, operation: str) -> NotSupported:
-        return NotSupported(f"the {self.name} backend does not support {operation}", backend=self.name)
+        return NotSupported(_(
+            "the {name} backend does not support {operation}"
+        ).format(name=self.name, operation=operation),
+                            backend=self.name)
 
     def error(self, cause: str, *, container: str | None = None) -> BdevError:
         """A :class:`BdevError` naming this backend."""

@@ -11,6 +11,8 @@ import errno
 import os
 from collections.abc import Sequence
 
+from .i18n import N_, _
+
 
 class BdevError(Exception):
     """Base of every error bdev expects and explains.
@@ -29,17 +31,21 @@ class BdevError(Exception):
         self.backend = backend
 
     def subject(self) -> str:
-        parts = []
+        """What the error is about: ``container 'web1' (backend btrfs)``, or empty."""
+        if self.container is not None and self.backend is not None:
+            return _("container {name!r} (backend {backend})").format(name=self.container, backend=self.backend)
         if self.container is not None:
-            parts.append(f"container {self.container!r}")
+            return _("container {name!r}").format(name=self.container)
         if self.backend is not None:
-            parts.append(f"(backend {self.backend})" if parts else f"backend {self.backend}")
-        return " ".join(parts)
+            return _("backend {backend}").format(backend=self.backend)
+        return ""
 
     def __str__(self) -> str:
         subject = self.subject()
-        cause = self.cause.rstrip(".")
-        return f"{subject}: {cause}." if subject else f"{cause[:1].upper()}{cause[1:]}."
+        cause = str(self.cause).rstrip(".。")
+        if subject:
+            return _("{subject}: {cause}.").format(subject=subject, cause=cause)
+        return _("{cause}.").format(cause=f"{cause[:1].upper()}{cause[1:]}")
 
     def about(self, *, container: str | None = None, backend: str | None = None) -> "BdevError":
         """Fill in the container or backend if the raiser did not know them; returns self."""
@@ -95,7 +101,9 @@ class CommandError(BdevError):
         tool = argv[0] if argv else "command"
         last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
         detail = f": {last}" if last else ""
-        super().__init__(f"{tool} exited with status {returncode}{detail}", **kw)
+        super().__init__(_(
+            "{tool} exited with status {status}{detail}"
+        ).format(tool=tool, status=returncode, detail=detail), **kw)
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr
@@ -106,13 +114,13 @@ class PluginError(BdevError):
 
 
 _OS_CAUSES = {
-    errno.ENOSPC: "the target disk is full (no space left on device)",
-    errno.EDQUOT: "the disk quota on the target is exceeded",
-    errno.EROFS: "the target filesystem is read-only",
-    errno.ELOOP: "it was replaced by a symbolic link while being used",
-    errno.EMFILE: "too many open files (the tree is nested too deeply for the open-file limit)",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: N_("the target disk is full (no space left on device)"),
+    errno.EDQUOT: N_("the disk quota on the target is exceeded"),
+    errno.EROFS: N_("the target filesystem is read-only"),
+    errno.ELOOP: N_("it was replaced by a symbolic link while being used"),
+    errno.EMFILE: N_("too many open files (the tree is nested too deeply for the open-file limit)"),
+    errno.EACCES: N_("permission denied"),
+    errno.EPERM: N_("operation not permitted"),
 }
 
 
@@ -120,7 +128,7 @@ def explain(exc: OSError) -> str:
     """A short cause for ``exc``: a plain phrase for the errors users can act on (disk full,
     quota, read-only, permissions), otherwise the system's message."""
     if exc.errno in _OS_CAUSES:
-        return _OS_CAUSES[exc.errno]
+        return str(_OS_CAUSES[exc.errno])
     return exc.strerror or str(exc)
 
 

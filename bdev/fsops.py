@@ -4,19 +4,32 @@ write."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
+import functools
 import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import BdevError
+from .i18n import _
+
+if TYPE_CHECKING:
+    import ctypes
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+@functools.cache
+def _libc() -> "ctypes.CDLL":
+    """The C library, loaded on first use: finding it costs a few milliseconds that every
+    command would pay at start-up otherwise."""
+    import ctypes
+    import ctypes.util
+
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 def rename_exchange(a: Path, b: Path) -> None:
@@ -25,7 +38,9 @@ def rename_exchange(a: Path, b: Path) -> None:
 
     :raises OSError: EXDEV across filesystems, EINVAL where the filesystem cannot exchange.
     """
-    result = _libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    import ctypes
+
+    result = _libc().renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), str(a), None, str(b))
@@ -90,14 +105,18 @@ def _check_no_mounts(path: Path, dev: int) -> None:
     if below is not None:
         if below:
             first = os.path.join(path, sorted(below)[0])
-            raise BdevError(f"{first} is a mount point inside {path}; unmount it before removing")
+            raise BdevError(_(
+                "{first} is a mount point inside {path}; unmount it before removing"
+            ).format(first=first, path=path))
         return
     for root, dirs, _files in os.walk(path):
         for d in dirs:
             full = os.path.join(root, d)
             try:
                 if os.lstat(full).st_dev != dev:
-                    raise BdevError(f"{full} is a mount point inside {path}; unmount it before removing")
+                    raise BdevError(_(
+                        "{full} is a mount point inside {path}; unmount it before removing"
+                    ).format(full=full, path=path))
             except FileNotFoundError:
                 continue
 
@@ -112,7 +131,9 @@ def _remove_dir(path: Path, dev: int) -> None:
         st = entry.stat(follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             if st.st_dev != dev:
-                raise BdevError(f"{entry.path} is a mount point inside {path}; unmount it before removing")
+                raise BdevError(_(
+                    "{mount} is a mount point inside {path}; unmount it before removing"
+                ).format(mount=entry.path, path=path))
             _remove_dir(Path(entry.path), dev)
         else:
             try:

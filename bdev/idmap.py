@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from .command import run
 from .errors import BdevError, ConfigError
+from .i18n import _
 
 if TYPE_CHECKING:
     from .store.config import LxcConfig
@@ -85,7 +86,7 @@ class IdMap:
         """
         uid, gid = self.host_uid(0), self.host_gid(0)
         if uid is None or gid is None:
-            raise ConfigError("lxc.idmap does not map the container's root (id 0) for both users and groups")
+            raise ConfigError(_("lxc.idmap does not map the container's root (id 0) for both users and groups"))
         return uid, gid
 
     def config_lines(self) -> list[tuple[str, str]]:
@@ -107,21 +108,27 @@ def parse_idmaps(values: Iterable[str]) -> IdMap | None:
     for value in values:
         fields = value.split()
         if len(fields) != 4 or fields[0] not in KINDS or not all(f.isdigit() for f in fields[1:]):
-            raise ConfigError(f"lxc.idmap = {value}: expected 'u|g|b CONTAINER-ID HOST-ID COUNT' with numbers")
+            raise ConfigError(_(
+                "lxc.idmap = {value}: expected 'u|g|b CONTAINER-ID HOST-ID COUNT' with numbers"
+            ).format(value=value))
         inside, outside, count = (int(f) for f in fields[1:])
         if count == 0 or inside + count > 2**32 - 1 or outside + count > 2**32 - 1:
-            raise ConfigError(f"lxc.idmap = {value}: the range is empty or goes past the last id")
+            raise ConfigError(_("lxc.idmap = {value}: the range is empty or goes past the last id").format(value=value))
         new = IdRange(inside, outside, count)
         for kind in KINDS[fields[0]]:
             for old in ranges[kind]:
                 if _overlap(old.inside, old.count, inside, count) or _overlap(old.outside, old.count, outside, count):
-                    raise ConfigError(f"lxc.idmap = {value}: overlaps another {kind} range")
+                    raise ConfigError(_(
+                        "lxc.idmap = {value}: overlaps another {kind} range"
+                    ).format(value=value, kind=kind))
             ranges[kind].append(new)
     if not ranges["u"] and not ranges["g"]:
         return None
     if not ranges["u"] or not ranges["g"]:
         missing = "uids (u)" if not ranges["u"] else "gids (g)"
-        raise ConfigError(f"lxc.idmap maps no {missing}: an unprivileged container needs both")
+        raise ConfigError(_(
+            "lxc.idmap maps no {missing}: an unprivileged container needs both"
+        ).format(missing=missing))
     return IdMap(tuple(ranges["u"]), tuple(ranges["g"]))
 
 
@@ -177,14 +184,19 @@ def check_allowed(idmap: IdMap, *, uid: int | None = None, gid: int | None = Non
     for path, own, ranges in ((SUBUID, uid, idmap.uids), (SUBGID, gid, idmap.gids)):
         granted = subordinate_ranges(path, user, uid)
         if not granted:
-            raise BdevError(f"user {user} has no range in {path}, so they cannot map ids for an unprivileged "
-                            f"container (add one, e.g. with usermod --add-subuids/--add-subgids)")
+            raise BdevError(_(
+                "user {user} has no range in {path}, so they cannot map ids for an unprivileged container (add one, "
+                "e.g. with usermod --add-subuids/--add-subgids)"
+            ).format(user=user, path=path))
         for r in ranges:
             own_alone = r.count == 1 and r.outside == own
             inside_grant = any(g.outside <= r.outside and r.outside + r.count <= g.outside + g.count for g in granted)
             if not (own_alone or inside_grant):
-                raise BdevError(f"lxc.idmap maps host ids {r.outside}-{r.outside + r.count - 1}, outside the ranges "
-                                f"{path} grants user {user} ({_describe(granted)})")
+                raise BdevError(_(
+                    "lxc.idmap maps host ids {first}-{last}, outside the ranges {path} grants user {user} ({granted})"
+                ).format(
+                    first=r.outside, last=r.outside + r.count - 1, path=path, user=user, granted=_describe(granted)
+                ))
 
 
 def _describe(ranges: list[IdRange]) -> str:
@@ -210,8 +222,10 @@ def default_idmap(*, uid: int | None = None) -> IdMap:
     for path in (SUBUID, SUBGID):
         granted = subordinate_ranges(path, user, uid)
         if not granted:
-            raise BdevError(f"user {user} has no range in {path}, so their containers cannot be unprivileged "
-                            f"(add one, e.g. with usermod --add-subuids/--add-subgids)")
+            raise BdevError(_(
+                "user {user} has no range in {path}, so their containers cannot be unprivileged (add one, e.g. with "
+                "usermod --add-subuids/--add-subgids)"
+            ).format(user=user, path=path))
         chosen.append(IdRange(0, granted[0].outside, min(granted[0].count, DEFAULT_COUNT)))
     return IdMap((chosen[0],), (chosen[1],))
 
@@ -230,7 +244,9 @@ def write_maps(pid: int, idmap: IdMap, *, container: str | None = None) -> None:
             try:
                 Path(f"/proc/{pid}/{name}").write_text(text)
             except OSError as exc:
-                raise BdevError(f"writing its {name} failed: {exc.strerror}", container=container) from None
+                raise BdevError(_(
+                    "writing its {name} failed: {strerror}"
+                ).format(name=name, strerror=exc.strerror), container=container) from None
         return
     for tool, ranges in (("newuidmap", idmap.uids), ("newgidmap", idmap.gids)):
         argv = [tool, str(pid)] + [str(n) for r in ranges for n in (r.inside, r.outside, r.count)]
@@ -251,7 +267,9 @@ def become_root() -> None:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     except OSError as exc:
-        raise BdevError(f"cannot become root in the container's user namespace: {exc.strerror}") from None
+        raise BdevError(_(
+            "cannot become root in the container's user namespace: {strerror}"
+        ).format(strerror=exc.strerror)) from None
 
 
 def unshare_user_namespace() -> None:

@@ -13,6 +13,7 @@ import unicodedata
 from pathlib import Path
 
 from .errors import InvalidInput
+from .i18n import N_, _
 
 NAME_MAX_BYTES = 255
 """Longest name in bytes (UTF-8): a directory entry on Linux filesystems."""
@@ -38,14 +39,14 @@ def _check_text(text: str, label: str) -> int:
     """Refuse control characters and text that is not valid UTF-8; returns the UTF-8 size."""
     bad = _control_char(text)
     if bad is not None:
-        raise InvalidInput(f"{label} {text!r} contains {_describe(bad)}")
+        raise InvalidInput(_("{label} {text!r} contains {bad}").format(label=label, text=text, bad=_describe(bad)))
     try:
         return len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        raise InvalidInput(f"{label} {text!r} is not valid UTF-8") from None
+        raise InvalidInput(_("{label} {text!r} is not valid UTF-8").format(label=label, text=text)) from None
 
 
-def validate_name(name: str, what: str = "container") -> str:
+def validate_name(name: str, what: str = N_("container")) -> str:
     """Return ``name`` if it can name a container (or whatever ``what`` says).
 
     Refused: empty, ``/``, ``.`` or ``..``, a leading ``.`` (bdev keeps hidden files beside
@@ -56,23 +57,31 @@ def validate_name(name: str, what: str = "container") -> str:
     :raises InvalidInput: one sentence naming the problem.
     """
     if not isinstance(name, str):
-        raise InvalidInput(f"{what} name must be text, not {type(name).__name__}")
+        raise InvalidInput(_("{what} name must be text, not {kind}").format(what=what, kind=type(name).__name__))
     if not name:
-        raise InvalidInput(f"{what} name is empty")
+        raise InvalidInput(_("{what} name is empty").format(what=what))
     size = _check_text(name, f"{what} name")
     if "/" in name:
-        raise InvalidInput(f"{what} name {name!r} contains '/'")
+        raise InvalidInput(_("{what} name {name!r} contains '/'").format(what=what, name=name))
     if name in (".", ".."):
-        raise InvalidInput(f"{what} name {name!r} is not allowed (it names a directory itself)")
+        raise InvalidInput(_(
+            "{what} name {name!r} is not allowed (it names a directory itself)"
+        ).format(what=what, name=name))
     if name.startswith("."):
-        raise InvalidInput(f"{what} name {name!r} starts with '.' (bdev keeps hidden files beside containers)")
+        raise InvalidInput(_(
+            "{what} name {name!r} starts with '.' (bdev keeps hidden files beside containers)"
+        ).format(what=what, name=name))
     if name.startswith("-"):
-        raise InvalidInput(f"{what} name {name!r} starts with '-' and would be taken for an option")
+        raise InvalidInput(_(
+            "{what} name {name!r} starts with '-' and would be taken for an option"
+        ).format(what=what, name=name))
     if name != name.strip():
-        raise InvalidInput(f"{what} name {name!r} begins or ends with whitespace")
+        raise InvalidInput(_("{what} name {name!r} begins or ends with whitespace").format(what=what, name=name))
     if size > NAME_MAX_BYTES:
         raise InvalidInput(
-            f"{what} name {name[:40]!r}... is {size} bytes long in UTF-8, more than the limit of {NAME_MAX_BYTES}"
+            _(
+                "{what} name {name!r}... is {size} bytes long in UTF-8, more than the limit of {limit}"
+            ).format(what=what, name=name[:40], size=size, limit=NAME_MAX_BYTES)
         )
     return name
 
@@ -82,7 +91,7 @@ def validate_snapshot_name(name: str) -> str:
 
     :raises InvalidInput: one sentence naming the problem.
     """
-    return validate_name(name, what="snapshot")
+    return validate_name(name, what=N_("snapshot"))
 
 
 def validate_path(path: str | os.PathLike[str], what: str = "path") -> Path:
@@ -97,14 +106,16 @@ def validate_path(path: str | os.PathLike[str], what: str = "path") -> Path:
     try:
         text = os.fspath(path)
     except TypeError:
-        raise InvalidInput(f"{what} must be a path, not {type(path).__name__}") from None
+        raise InvalidInput(_("{what} must be a path, not {kind}").format(what=what, kind=type(path).__name__)) from None
     if not isinstance(text, str):
-        raise InvalidInput(f"{what} {text!r} must be text, not bytes")
+        raise InvalidInput(_("{what} {text!r} must be text, not bytes").format(what=what, text=text))
     if not text:
-        raise InvalidInput(f"{what} is empty")
+        raise InvalidInput(_("{what} is empty").format(what=what))
     _check_text(text, what)
     if text.startswith("-"):
-        raise InvalidInput(f"{what} {text!r} starts with '-' and would be taken for an option")
+        raise InvalidInput(_(
+            "{what} {text!r} starts with '-' and would be taken for an option"
+        ).format(what=what, text=text))
     return normalize_path(text)
 
 

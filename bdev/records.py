@@ -207,11 +207,12 @@ class CopyStats:
 
     def describe(self) -> str:
         """A short human sentence: ``812 files, 3.1 MB, 812 reflinked``."""
+        from .i18n import _
         from .units import format_size
 
-        text = f"{self.files} files, {format_size(self.bytes)}"
+        text = _("{files} files, {size}").format(files=self.files, size=format_size(self.bytes))
         if self.reflinked_files:
-            text += f", {self.reflinked_files} reflinked"
+            text += _(", {count} reflinked").format(count=self.reflinked_files)
         return text
 
 
@@ -235,15 +236,19 @@ class CloneOutcome:
 
     def describe(self) -> str:
         """One phrase for the user: ``reflinked copy (812 files, 3.1 MiB, 812 reflinked)``."""
+        from .i18n import _
+
         if self.method == "copy" and self.stats is not None:
-            how = "reflinked copy" if self.stats.reflinked_files else "full copy"
+            how = _("reflinked copy") if self.stats.reflinked_files else _("full copy")
+        elif self.method == "snapshot":
+            how = _("native snapshot")
+        elif self.method == "layer":
+            how = _("{backend} layer over the origin").format(backend=self.rootfs.backend)
         else:
-            how = {"snapshot": "native snapshot", "layer": f"{self.rootfs.backend} layer over the origin"}.get(
-                self.method, self.method
-            )
+            how = self.method
         if self.stats is not None:
-            how = f"{how} ({self.stats.describe()})"
-        return f"{how}, because {self.note}" if self.note else how
+            how = _("{how} ({stats})").format(how=how, stats=self.stats.describe())
+        return _("{how}, because {note}").format(how=how, note=self.note) if self.note else how
 
 
 @dataclass(frozen=True)

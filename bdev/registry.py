@@ -3,7 +3,12 @@ offers typed look-ups of backends and templates.
 
 Loading never fails as a whole: a plugin that cannot be imported, raises in a hook, or offers
 a name another plugin already took is recorded as a :class:`PluginProblem` naming it, and the
-rest load.  ``BDEV_DISABLE_PLUGINS=zfs,lvm`` (entry-point names, comma or space separated)
+rest load.  Loading is lazy: :func:`load_registry` neither scans the entry points nor imports
+a plugin.  Looking a backend up by name scans them and imports only the plugin whose
+entry-point name is that name (``btrfs``, ``zfs``); any other question (every backend, the
+templates, ``-B best``, detecting a bare path, the plugin list, the problems) loads them all, in
+entry-point name order.  So a command that touches one btrfs container never imports the
+others, and ``lxc-ls`` on an empty lxcpath imports none.  ``BDEV_DISABLE_PLUGINS=zfs,lvm`` (entry-point names, comma or space separated)
 keeps named plugins from loading at all.  ``BDEV_TRACE=1`` (or ``BDEV_TRACE=hooks``) traces
 every hook call on standard error through pluggy's tracing: which plugin's hook is called and
 what it returned.
@@ -25,6 +30,7 @@ import pluggy
 from . import hookspecs
 from .backend import Backend
 from .errors import BackendUnavailable, ConfigError, NotFound
+from .i18n import _
 from .records import Rootfs
 from .templates import Template
 
@@ -73,17 +79,44 @@ class Registry:
     """Backends and templates offered by the loaded plugins."""
 
     settings: Mapping[str, str] = field(default_factory=dict)
-    plugins: list[PluginInfo] = field(default_factory=list)
-    problems: list[PluginProblem] = field(default_factory=list)
+    _plugins: list[PluginInfo] = field(default_factory=list)
+    _problems: list[PluginProblem] = field(default_factory=list)
+    _pending: "_PendingPlugins | None" = None
     _backends: dict[str, BackendEntry] = field(default_factory=dict)
     _aliases: dict[str, str] = field(default_factory=dict)
     _templates: dict[str, tuple[Template, str]] = field(default_factory=dict)
     _commands: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
+    # ---------------------------------------------------------------- loading
+
+    @property
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin found (loaded, disabled or failed), in loading order; loads them all."""
+        self._load_all()
+        return self._plugins
+
+    @property
+    def problems(self) -> list[PluginProblem]:
+        """What went wrong with plugins (appendable); loads them all."""
+        self._load_all()
+        return self._problems
+
+    def _load_all(self) -> None:
+        """Load every plugin not loaded yet, in order."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.load(self, None)
+
+    def _load_named(self, name: str) -> None:
+        """Load the plugin whose entry-point name is ``name``, if there is one not loaded yet."""
+        if self._pending is not None:
+            self._pending.load(self, name)
+
     # ---------------------------------------------------------------- backends
 
     def backend_entries(self) -> list[BackendEntry]:
         """Every registered backend, sorted by name."""
+        self._load_all()
         return sorted(self._backends.values(), key=lambda e: e.name)
 
     def canonical(self, name: str) -> str:
@@ -92,10 +125,14 @@ class Registry:
         :raises NotFound: no plugin offers that name; the message lists what exists.
         """
         key = name.strip().lower()
+        if key not in self._aliases:
+            self._load_named(key)
+        if key not in self._aliases:
+            self._load_all()
         if key in self._aliases:
             return self._aliases[key]
         known = ", ".join(sorted(self._aliases)) or "none"
-        raise NotFound(f"unknown backend {name!r} (known: {known})")
+        raise NotFound(_("unknown backend {name!r} (known: {known})").format(name=name, known=known))
 
     def backend(self, name: str) -> Backend:
         """The backend called ``name`` (or an alias of it), usable or not."""
@@ -114,6 +151,7 @@ class Registry:
 
     def best_candidates(self) -> list[Backend]:
         """Backends ``-B best`` tries, in order (lower ``best_priority`` first)."""
+        self._load_all()
         ranked = [e.backend for e in self._backends.values() if e.backend.best_priority is not None]
         return sorted(ranked, key=lambda b: (b.best_priority, b.name))
 
@@ -132,7 +170,7 @@ class Registry:
         """
         value = value.strip()
         if not value:
-            raise ConfigError("lxc.rootfs.path is empty")
+            raise ConfigError(_("lxc.rootfs.path is empty"))
         match = re.match(r"^([A-Za-z][A-Za-z0-9_.-]*):(.*)$", value)
         if match and not value.startswith("/"):
             prefix, source = match.groups()
@@ -146,13 +184,14 @@ class Registry:
                     return backend.parse(value)
             except OSError as exc:
                 log.debug("detect %s on %s: %s", backend.name, value, exc)
-        raise ConfigError(f"no backend recognises the rootfs {value!r}")
+        raise ConfigError(_("no backend recognises the rootfs {value!r}").format(value=value))
 
     def backend_for(self, rootfs: Rootfs) -> Backend:
         """The backend that owns ``rootfs``."""
         return self.backend(rootfs.backend)
 
     def _detection_order(self) -> list[Backend]:
+        self._load_all()
         ranked = [e.backend for e in self._backends.values() if e.backend.detect_priority is not None]
         return sorted(ranked, key=lambda b: (b.detect_priority, b.name))
 
@@ -160,6 +199,7 @@ class Registry:
 
     def templates(self) -> list[tuple[Template, str]]:
         """Every registered template with the plugin that offers it, sorted by name."""
+        self._load_all()
         return [self._templates[k] for k in sorted(self._templates)]
 
     def template(self, name: str) -> Template:
@@ -167,30 +207,31 @@ class Registry:
 
         :raises NotFound: listing the templates that exist.
         """
+        self._load_all()
         try:
             return self._templates[name][0]
         except KeyError:
             known = ", ".join(sorted(self._templates)) or "none"
-            raise NotFound(f"unknown template {name!r} (known: {known})") from None
+            raise NotFound(_("unknown template {name!r} (known: {known})").format(name=name, known=known)) from None
 
     # ---------------------------------------------------------------- registration
 
     def _add_backend(self, cls: Any, plugin: str) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Backend)) or not cls.name:
-            self.problems.append(PluginProblem(plugin, f"offered {cls!r}, which is not a named Backend subclass"))
+            self._problems.append(PluginProblem(plugin, f"offered {cls!r}, which is not a named Backend subclass"))
             return
         names = [cls.name.lower(), *(a.lower() for a in cls.aliases)]
         for taken in names:
             if taken in self._aliases:
                 owner = self._backends[self._aliases[taken]].plugin
-                self.problems.append(
+                self._problems.append(
                     PluginProblem(plugin, f"backend name {taken!r} is already provided by plugin {owner}; ignored")
                 )
                 return
         try:
             instance = cls(self.settings)
         except Exception as exc:  # a plugin's bug must not take the others down
-            self.problems.append(PluginProblem(plugin, f"backend {cls.name} failed to initialise: {exc}"))
+            self._problems.append(PluginProblem(plugin, f"backend {cls.name} failed to initialise: {exc}"))
             return
         instance.registry = self
         self._backends[cls.name.lower()] = BackendEntry(instance, plugin)
@@ -199,11 +240,11 @@ class Registry:
 
     def _add_template(self, template: Any, plugin: str) -> None:
         if not isinstance(template, Template):
-            self.problems.append(PluginProblem(plugin, f"offered {template!r}, which is not a Template"))
+            self._problems.append(PluginProblem(plugin, f"offered {template!r}, which is not a Template"))
             return
         if template.name in self._templates:
             owner = self._templates[template.name][1]
-            self.problems.append(
+            self._problems.append(
                 PluginProblem(plugin, f"template name {template.name!r} is already provided by plugin {owner}; ignored")
             )
             return
@@ -211,17 +252,18 @@ class Registry:
 
     def commands(self) -> list[tuple[Any, str]]:
         """Every plugin subcommand of ``bdev`` (a click command) with its plugin, by name."""
+        self._load_all()
         return [self._commands[k] for k in sorted(self._commands)]
 
     def _add_command(self, command: Any, plugin: str) -> None:
         import click
 
         if not isinstance(command, click.Command) or not command.name:
-            self.problems.append(PluginProblem(plugin, f"offered {command!r}, which is not a named click command"))
+            self._problems.append(PluginProblem(plugin, f"offered {command!r}, which is not a named click command"))
             return
         if command.name in self._commands:
             owner = self._commands[command.name][1]
-            self.problems.append(
+            self._problems.append(
                 PluginProblem(plugin, f"command {command.name!r} is already provided by plugin {owner}; ignored")
             )
             return
@@ -267,7 +309,8 @@ def load_registry(
     use_entry_points: bool = True,
     disabled: Iterable[str] | None = None,
 ) -> Registry:
-    """Load plugins and collect what they offer.
+    """A registry of the plugins, loaded lazily (see the module's docstring): nothing is
+    scanned or imported until a question needs it.
 
     :param settings: global ``lxc.conf`` values handed to each backend.
     :param extra_plugins: ``(name, plugin)`` pairs registered besides the entry points (tests,
@@ -277,59 +320,84 @@ def load_registry(
     """
     registry = Registry(settings=dict(settings or {}))
     skip = set(disabled) if disabled is not None else disabled_plugins()
-    pm = make_plugin_manager()
-
-    candidates: list[tuple[str, Any, str | None, str | None]] = []
-    if use_entry_points:
-        seen: set[str] = set()
-        for ep in sorted(md.entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: e.name):
-            dist = ep.dist.name if ep.dist else None
-            version = ep.dist.version if ep.dist else None
-            if ep.name in seen:
-                registry.problems.append(PluginProblem(ep.name, f"a second plugin with this name ({dist}) was ignored"))
-                continue
-            seen.add(ep.name)
-            if ep.name in skip:
-                registry.plugins.append(PluginInfo(ep.name, dist, version, "disabled"))
-                continue
-            candidates.append((ep.name, ep, dist, version))
-    for name, plugin in extra_plugins:
-        if name in skip:
-            registry.plugins.append(PluginInfo(name, None, None, "disabled"))
-        else:
-            candidates.append((name, plugin, None, None))
-
-    for name, source, dist, version in candidates:
-        try:
-            plugin = source.load() if isinstance(source, md.EntryPoint) else source
-            pm.register(plugin, name=name)
-        except Exception as exc:  # ImportError, SyntaxError, a bad hookimpl: report, go on
-            registry.problems.append(PluginProblem(name, f"failed to load: {type(exc).__name__}: {exc}"))
-            registry.plugins.append(PluginInfo(name, dist, version, "failed"))
-            continue
-        registry.plugins.append(PluginInfo(name, dist, version, "loaded"))
-
-    _collect(pm, "bdev_backends", registry, registry._add_backend)
-    _collect(pm, "bdev_templates", registry, registry._add_template)
-    _collect(pm, "bdev_commands", registry, registry._add_command)
+    registry._pending = _PendingPlugins(make_plugin_manager(), list(extra_plugins), use_entry_points, skip)
     return registry
 
 
-def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry, add: Any) -> None:
-    """Call ``hook_name`` on each plugin separately, so one failing plugin is named and skipped.
+class _PendingPlugins:
+    """The plugins a registry has not loaded yet; the entry points are scanned on first use."""
 
-    Each call goes through pluggy (a caller restricted to one plugin), so ``BDEV_TRACE`` sees it.
+    def __init__(self, pm: pluggy.PluginManager, extra: list[tuple[str, object]], use_entry_points: bool,
+                 skip: set[str]) -> None:
+        self.pm = pm
+        self.extra = extra
+        self.use_entry_points = use_entry_points
+        self.skip = skip
+        self.candidates: list[tuple[str, Any, str | None, str | None]] | None = None
+        self.done: set[int] = set()  # indexes into candidates already loaded
+
+    def _scan(self, registry: Registry) -> list[tuple[str, Any, str | None, str | None]]:
+        """Every candidate in loading order (entry points by name, then the extra plugins);
+        disabled and duplicate ones are recorded at once."""
+        if self.candidates is not None:
+            return self.candidates
+        candidates: list[tuple[str, Any, str | None, str | None]] = []
+        if self.use_entry_points:
+            seen: set[str] = set()
+            for ep in sorted(md.entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: e.name):
+                dist = ep.dist.name if ep.dist else None
+                version = ep.dist.version if ep.dist else None
+                if ep.name in seen:
+                    registry._problems.append(PluginProblem(ep.name, f"a second plugin with this name ({dist}) was ignored"))
+                    continue
+                seen.add(ep.name)
+                if ep.name in self.skip:
+                    registry._plugins.append(PluginInfo(ep.name, dist, version, "disabled"))
+                    continue
+                candidates.append((ep.name, ep, dist, version))
+        for name, plugin in self.extra:
+            if name in self.skip:
+                registry._plugins.append(PluginInfo(name, None, None, "disabled"))
+            else:
+                candidates.append((name, plugin, None, None))
+        self.candidates = candidates
+        return candidates
+
+    def load(self, registry: Registry, name: str | None) -> None:
+        """Load the candidate called ``name`` (None: every one left), collecting what it offers."""
+        candidates = self._scan(registry)
+        for i, (plugin_name, source, dist, version) in enumerate(candidates):
+            if i in self.done or (name is not None and plugin_name != name):
+                continue
+            self.done.add(i)
+            try:
+                plugin = source.load() if isinstance(source, md.EntryPoint) else source
+                self.pm.register(plugin, name=plugin_name)
+            except Exception as exc:  # ImportError, SyntaxError, a bad hookimpl: report, go on
+                registry._problems.append(PluginProblem(plugin_name, f"failed to load: {type(exc).__name__}: {exc}"))
+                registry._plugins.append(PluginInfo(plugin_name, dist, version, "failed"))
+                continue
+            registry._plugins.append(PluginInfo(plugin_name, dist, version, "loaded"))
+            _collect(self.pm, plugin_name, "bdev_backends", registry, registry._add_backend)
+            _collect(self.pm, plugin_name, "bdev_templates", registry, registry._add_template)
+            _collect(self.pm, plugin_name, "bdev_commands", registry, registry._add_command)
+
+
+def _collect(pm: pluggy.PluginManager, plugin_name: str, hook_name: str, registry: Registry, add: Any) -> None:
+    """Call ``hook_name`` of one plugin alone, so a failing plugin is named and skipped.
+
+    The call goes through pluggy (a caller restricted to that plugin), so ``BDEV_TRACE`` sees it.
     """
     caller = getattr(pm.hook, hook_name)
-    impls = caller.get_hookimpls()  # registration order (pluggy calls them reversed)
+    impls = [impl for impl in caller.get_hookimpls() if impl.plugin_name == plugin_name]
+    if not impls:
+        return
+    others = [other.plugin for other in caller.get_hookimpls() if other.plugin_name != plugin_name]
     hooktrace = pm.trace.root.get("hook")
-    for impl in impls:
-        others = [other.plugin for other in impls if other.plugin is not impl.plugin]
-        try:
-            hooktrace(f"{hook_name} of plugin {impl.plugin_name}")
-            results = pm.subset_hook_caller(hook_name, remove_plugins=others)()
-            items = (results[0] if results else None) or ()
-            for item in items:
-                add(item, impl.plugin_name)
-        except Exception as exc:
-            registry.problems.append(PluginProblem(impl.plugin_name, f"{hook_name} failed: {type(exc).__name__}: {exc}"))
+    try:
+        hooktrace(f"{hook_name} of plugin {plugin_name}")
+        results = pm.subset_hook_caller(hook_name, remove_plugins=others)()
+        for item in (results[0] if results else None) or ():
+            add(item, plugin_name)
+    except Exception as exc:
+        registry._problems.append(PluginProblem(plugin_name, f"{hook_name} failed: {type(exc).__name__}: {exc}"))

@@ -13,6 +13,7 @@ import importlib
 from types import ModuleType
 
 from .errors import NotSupported
+from .i18n import _
 
 PACKAGE = "bdev_runtime"
 
@@ -35,5 +36,7 @@ def require_runtime(name: str, doing: str, container: str) -> ModuleType:
     """
     module = runtime_module(name)
     if module is None:
-        raise NotSupported(f"{doing} needs bdev-runtime, which is not installed", container=container)
+        raise NotSupported(_(
+            "{doing} needs bdev-runtime, which is not installed"
+        ).format(doing=doing), container=container)
     return module

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from .errors import InvalidInput
+from .i18n import _
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtpe]?)(i?b?)\s*$", re.IGNORECASE)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
@@ -18,11 +19,13 @@ def parse_size(text: str, *, what: str = "size") -> int:
     """
     match = _SIZE.match(text or "")
     if not match:
-        raise InvalidInput(f"{what} {text!r} is not a size (use a number with an optional K, M, G or T suffix)")
-    number, unit, _ = match.groups()
+        raise InvalidInput(_(
+            "{what} {text!r} is not a size (use a number with an optional K, M, G or T suffix)"
+        ).format(what=what, text=text))
+    number, unit, _suffix = match.groups()
     value = int(float(number) * (1024 ** _POWERS[unit.lower()]))
     if value <= 0:
-        raise InvalidInput(f"{what} {text!r} must be greater than zero")
+        raise InvalidInput(_("{what} {text!r} must be greater than zero").format(what=what, text=text))
     return value
 
 

@@ -12,6 +12,8 @@ APT_PACKAGES=(
   lvm2 thin-provisioning-tools python3-pyudev python3-seccomp python3-prctl iproute2
   openssh-server openssh-client python3-zstandard debootstrap zstd xz-utils
   qemu-system-x86 qemu-utils
+  man-db groff-base locales bash-completion zsh python3-matplotlib
+  ceph-mon ceph-osd ceph-common python3-rbd python3-rados rbd-fuse fuse
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -64,4 +66,10 @@ if [ "$(cat .venv/.bdev-installed 2>/dev/null)" != "$stamp" ]; then
     -e ".[test]" -e runtime "${plugin_dirs[@]}"
   echo "$stamp" > .venv/.bdev-installed
 fi
+# Built from the sources each time (seconds): the compiled message catalogs, the manual pages
+# (English and Japanese, into the venv's share/man, where man finds them next to its bin on
+# PATH) and the bash/zsh completion scripts.
+./scripts/i18n.sh compile >/dev/null
+.venv/bin/python -m bdev.manuals install >/dev/null
+.venv/bin/python -m bdev.cli.completion install >/dev/null
 echo "setup.sh: ready; commands are in $(pwd)/.venv/bin"

@@ -480,7 +480,7 @@ def test_copy_ephemeral_only_options_are_ignored_with_a_warning(lxcpath: Path, o
     assert_copy_of_a(lxcpath / "b", keepname=False, keepmac=False)
 
 
-@pytest.mark.parametrize(("flags", "words"), [(("-R",), "renaming"), (("-e", "-t"), "tmpfs upper layer")])
+@pytest.mark.parametrize(("flags", "words"), [(("-R",), "renaming")])
 def test_copy_refuses_what_is_not_supported(lxcpath: Path, flags: tuple[str, ...], words: str) -> None:
     result = invoke(lxc_copy.command, "-n", "a", "-N", "b", *flags, "-P", str(lxcpath))
     assert result.exit_code == 1

@@ -29,6 +29,7 @@ from bdev.command import run, which
 from bdev.engine.context import default_registry
 from bdev.errors import BackendUnavailable, BdevError, Busy, InvalidInput
 from bdev.records import CreateOptions, Placement, Rootfs
+from bdev.store.layout import JOURNAL
 from bdev.testing.samples import make_sample_rootfs
 from bdev.testing.storage import loop_devices, loop_filesystem, loop_filesystem_problem
 from bdev.testing.trees import tree_differences
@@ -463,6 +464,25 @@ def test_usage_reports_the_filesystem_and_the_image(loop: LoopBackend, lxcpath: 
 
 
 # ---------------------------------------------------------------------------- in use, damaged, no device
+
+
+@pytest.mark.root
+def test_a_destroy_refused_while_mounted_is_abandoned_not_finished_later(
+    loop: LoopBackend, lxcpath: Path, sample: Path
+) -> None:
+    """The backend's Busy comes before anything is removed, so the core drops the destroy:
+    the next command must find the container whole, not finish the destroy from a journal."""
+    c = Container("c1", lxcpath)
+    c.create(backend="loop", source=sample)
+    with loop.accessed(c.rootfs):
+        with pytest.raises(Busy, match="unmount it before removing"):
+            c.destroy()
+    assert not (c.directory / JOURNAL).exists() and sorted(p.name for p in c.directory.iterdir()) == ["config", "rootdev", "rootfs"]
+    assert Container("c1", lxcpath).snapshot() == "snap0"  # a later command on it: no destroy resumes
+    assert image_of(c).is_file() and (lxcpath / "c1/config").is_file()
+    with loop.accessed(c.rootfs, readonly=True) as files:
+        assert (files / "etc/motd").read_text() == (sample / "etc/motd").read_text()
+    c.destroy(with_snapshots=True)
 
 
 @pytest.mark.root

@@ -630,3 +630,42 @@ def test_base_class_defaults(nothing: Nothing, tmp_path: Path) -> None:
     with pytest.raises(NotSupported, match="nothing"):
         with nothing.accessed(Rootfs("nothing", "/x")):
             pass
+
+
+# ============================================================================ lazy loading
+
+
+def test_a_backend_looked_up_by_name_imports_only_its_plugin(make_dist: MakeDist) -> None:
+    make_dist("bdevtest-alpha", {"alphafs": "bdevtest_lazy_alpha"}, {"bdevtest_lazy_alpha": backend_module("alphafs", "a")})
+    make_dist("bdevtest-beta", {"betafs": "bdevtest_lazy_beta"}, {"bdevtest_lazy_beta": backend_module("betafs", "b")})
+    registry = load_registry()
+    assert "bdevtest_lazy_alpha" not in sys.modules and "bdevtest_lazy_beta" not in sys.modules
+
+    assert registry.backend("alphafs").description == "a"
+    assert "bdevtest_lazy_alpha" in sys.modules and "bdevtest_lazy_beta" not in sys.modules
+
+    # a question about every plugin loads the rest, in order, each once
+    assert [p.name for p in registry.plugins if p.name in ("alphafs", "betafs")] == ["alphafs", "betafs"]
+    assert {e.name for e in registry.backend_entries()} >= {"alphafs", "betafs"}
+    assert problems_of(registry, "alphafs") == [] and problems_of(registry, "betafs") == []
+
+
+def test_a_name_that_is_no_entry_point_loads_every_plugin(make_dist: MakeDist) -> None:
+    make_dist("bdevtest-gamma", {"gamma": "bdevtest_lazy_gamma"},
+              {"bdevtest_lazy_gamma": backend_module("gammafs", "g", aliases=("gfs",))})
+    registry = load_registry()
+    assert registry.backend("gfs").name == "gammafs"
+    with pytest.raises(NotFound, match="gammafs"):
+        registry.backend("nosuchfs")
+
+
+def test_lxc_ls_on_an_empty_lxcpath_imports_no_plugin(tmp_path: Path) -> None:
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['lxc-ls', '-P', {str(tmp_path)!r}]\n"
+        "try:\n    runpy.run_module('bdev.cli.lxc.ls', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('bdev_') or m in ('pluggy', 'importlib.metadata')))\n"
+    )
+    from bdev.command import run
+
+    assert run([sys.executable, "-c", probe]).stdout.strip() == "[]"

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import click
 
 from ..errors import BdevError
+from ..i18n import _
 
 DEBUG_ENV = "BDEV_DEBUG"
 EXIT_INTERNAL = 70  # EX_SOFTWARE
@@ -67,7 +68,7 @@ def exit_code_for(exc: BaseException, prog: str) -> int:
         error_line(prog, str(exc))
         return int(getattr(exc, "exit_code", 1) or 1)
     if isinstance(exc, (KeyboardInterrupt, click.Abort)):
-        error_line(prog, "interrupted")
+        error_line(prog, _("interrupted"))
         return EXIT_INTERRUPTED
     if isinstance(exc, BrokenPipeError):
         _silence_stdout()
@@ -76,7 +77,9 @@ def exit_code_for(exc: BaseException, prog: str) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     detail = str(exc).strip().splitlines()
     message = f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
-    error_line(prog, f"internal error: {message} (set {DEBUG_ENV}=1 for a traceback)")
+    error_line(prog, _(
+        "internal error: {message} (set {variable}=1 for a traceback)"
+    ).format(message=message, variable=DEBUG_ENV))
     return EXIT_INTERNAL
 
 

@@ -11,6 +11,7 @@ import logging
 import sys
 
 from ..errors import InvalidInput
+from ..i18n import _
 
 #: LXC's log priorities (``lxc-* -l``) and the Python levels they map to.
 LXC_LEVELS: dict[str, int] = {
@@ -40,7 +41,7 @@ def lxc_level(text: str) -> int:
     if key.isdigit():
         return int(key)
     known = ", ".join(n for n in LXC_LEVELS if n != "WARNING")
-    raise InvalidInput(f"unknown log priority {text!r} (known: {known})")
+    raise InvalidInput(_("unknown log priority {text!r} (known: {known})").format(text=text, known=known))
 
 
 def configure(prog: str, level: int | None, logfile: str | None = None) -> None:
@@ -60,7 +61,9 @@ def configure(prog: str, level: int | None, logfile: str | None = None) -> None:
         try:
             handler: logging.Handler = logging.FileHandler(logfile, encoding="utf-8")
         except OSError as exc:
-            raise InvalidInput(f"cannot open log file {logfile}: {exc.strerror or exc}") from None
+            raise InvalidInput(_(
+                "cannot open log file {logfile}: {reason}"
+            ).format(logfile=logfile, reason=exc.strerror or exc)) from None
         fmt = f"{prog} %(asctime)s %(levelname)-7s %(name)s - %(message)s"
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -10,6 +10,7 @@ from typing import NoReturn
 
 import click
 
+from ..i18n import N_, option
 from . import logsetup
 from .commands import clone, convert, create, destroy, inspect, plugins, scaffold, snapshot, storage
 from .errors import GuardedGroup, run
@@ -53,11 +54,12 @@ class PluginCommandsGroup(GuardedGroup):
     cls=PluginCommandsGroup,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
+    help=N_("Pluggable storage backends and snapshots for LXC-compatible containers."),
 )
-@click.option("-P", "--lxcpath", metavar="PATH", help="The lxcpath (default: LXC's, from lxc.conf).")
-@click.option("-q", "--quiet", is_flag=True, help="Do not print operation messages (errors still are).")
-@click.option("-v", "--verbose", is_flag=True, help="Log what bdev does, each external command included, on stderr.")
-@click.option("--version", is_flag=True, help="Print bdev's version and each plugin's distribution and version.")
+@option("-P", "--lxcpath", metavar="PATH", help=N_("The lxcpath (default: LXC's, from lxc.conf)."))
+@option("-q", "--quiet", is_flag=True, help=N_("Do not print operation messages (errors still are)."))
+@option("-v", "--verbose", is_flag=True, help=N_("Log what bdev does, each external command included, on stderr."))
+@option("--version", is_flag=True, help=N_("Print bdev's version and each plugin's distribution and version."))
 @click.pass_context
 def cli(ctx: click.Context, lxcpath: str | None, quiet: bool, verbose: bool, version: bool) -> None:
     """Pluggable storage backends and snapshots for LXC-compatible containers."""

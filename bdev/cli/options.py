@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput
+from ..i18n import N_, _
 
 if TYPE_CHECKING:
     from ..records import CreateOptions
@@ -46,7 +47,9 @@ def parse_backend(text: str | None) -> str | list[str] | None:
         return None
     names = [n.strip() for n in text.split(",")]
     if not text.strip() or any(not n for n in names):
-        raise InvalidInput(f"backend {text!r} is not a backend name or a comma-separated list of them")
+        raise InvalidInput(_(
+            "backend {text!r} is not a backend name or a comma-separated list of them"
+        ).format(text=text))
     return names[0] if len(names) == 1 else names
 
 
@@ -57,9 +60,9 @@ def create_options(fstype: str | None, fssize: int | None, extra: Mapping[str, s
     given = {k: v for k, v in extra.items() if v is not None}
     for key, value in given.items():
         if not value.strip():
-            raise InvalidInput(f"--{key} must not be empty")
+            raise InvalidInput(_("--{key} must not be empty").format(key=key))
     if fstype is not None and not fstype.strip():
-        raise InvalidInput("--fstype must not be empty")
+        raise InvalidInput(_("--fstype must not be empty"))
     return CreateOptions(fstype=fstype, fssize=fssize, extra=given)
 
 
@@ -71,12 +74,16 @@ def backend_option(_ctx: object, _param: object, values: tuple[str, ...]) -> dic
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not re.fullmatch(r"[a-z][a-z0-9_.-]*", key) or not value.strip():
-            raise InvalidInput(f"-O {item!r} is not KEY=VALUE (a lower-case key and a non-empty value)")
+            raise InvalidInput(_(
+                "-O {item!r} is not KEY=VALUE (a lower-case key and a non-empty value)"
+            ).format(item=item))
         found[key] = value
     return found
 
 
-BACKEND_OPTION_HELP = "A backend setting KEY=VALUE (repeatable), e.g. -O btrfspool=/srv/pool; see the backend's docs."
+BACKEND_OPTION_HELP = N_(
+    "A backend setting KEY=VALUE (repeatable), e.g. -O btrfspool=/srv/pool; see the backend's docs."
+)
 
 
 def read_config_file(path: str) -> list[tuple[str, str]]:
@@ -92,7 +99,7 @@ def read_config_file(path: str) -> list[tuple[str, str]]:
             text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InvalidInput(f"cannot read config file {path}: {reason}") from None
+        raise InvalidInput(_("cannot read config file {path}: {reason}").format(path=path, reason=reason)) from None
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
@@ -101,7 +108,9 @@ def read_config_file(path: str) -> list[tuple[str, str]]:
         key, sep, value = stripped.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key:
-            raise InvalidInput(f"config file {path} line {number} is not a 'key = value' entry")
+            raise InvalidInput(_(
+                "config file {path} line {number} is not a 'key = value' entry"
+            ).format(path=path, number=number))
         if len(value) > 1 and value[0] in "\"'" and value[-1] == value[0]:
             value = value[1:-1]
         entries.append((key, value))
@@ -114,7 +123,7 @@ def existing_file(path: str, what: str) -> str:
     :raises InvalidInput: naming ``what``.
     """
     if not os.path.isfile(path):
-        raise InvalidInput(f"{what} {path} does not exist or is not a file")
+        raise InvalidInput(_("{what} {path} does not exist or is not a file").format(what=what, path=path))
     if not os.access(path, os.R_OK):
-        raise InvalidInput(f"{what} {path} is not readable")
+        raise InvalidInput(_("{what} {path} is not readable").format(what=what, path=path))
     return path

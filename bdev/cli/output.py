@@ -14,18 +14,20 @@ from typing import Any
 
 import click
 
+from ..i18n import N_, option
+
 FORMATS = ("text", "json")
 
 
 def format_option(function: Any) -> Any:
     """The ``--format [text|json]`` option shared by listing commands."""
-    return click.option(
+    return option(
         "--format",
         "output_format",
         type=click.Choice(FORMATS),
         default="text",
         show_default=True,
-        help="Output format; JSON keys are documented in this help and stay stable.",
+        help=N_("Output format; JSON keys are documented in this help and stay stable."),
     )(function)
 
 

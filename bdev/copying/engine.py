@@ -14,6 +14,7 @@ import os
 import stat
 from pathlib import Path
 
+from ..i18n import _
 from ..records import CopyStats
 from .data import DataCopier
 from .errors import CopyError, copy_error, explain
@@ -121,7 +122,9 @@ class TreeCopier:
         real_source = os.path.realpath(self.source)
         real_target = os.path.realpath(self.target)
         if real_target == real_source or real_target.startswith(real_source.rstrip("/") + "/"):
-            raise CopyError(f"cannot copy {self.source} into {self.target}: the target is inside the source")
+            raise CopyError(_(
+                "cannot copy {source} into {target}: the target is inside the source"
+            ).format(source=self.source, target=self.target))
         try:
             src_fd = os.open(self.source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:

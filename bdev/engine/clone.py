@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..backend import Backend
 from ..errors import AlreadyExists, BdevError, Busy
-from ..records import CloneOutcome, CreateOptions
+from ..i18n import _
+from ..idmap import IdMap
+from ..records import CloneOutcome, CreateOptions, Placement, Rootfs
 from ..store import deps
 from ..store.layout import DEPENDENTS, ORIGIN, ContainerRef
 from ..store.running import is_running
@@ -16,7 +19,7 @@ from .context import Context
 from .idshift import adopt_own_files, as_mapped_owner, helper_idmap
 from .identity import clone_config, copy_container_files, rewrite_hostname
 from .newdir import NewContainer, new_container
-from .plan import execute, plan_clone, target_rootfs
+from .plan import ClonePlan, execute, plan_clone, target_rootfs
 
 
 def clone(
@@ -39,16 +42,20 @@ def clone(
     """
     target = ctx.ref(newname, lxcpath if lxcpath is not None else source.lxcpath)
     if (target.lxcpath, target.name) == (source.lxcpath, source.name):
-        raise AlreadyExists("cannot clone a container onto itself", container=source.name)
+        raise AlreadyExists(_("cannot clone a container onto itself"), container=source.name)
     with ctx.locked(source, target):
         ctx.store.require(source)
         if ctx.store.exists(target):
-            raise AlreadyExists(f"container already exists in {target.lxcpath}", container=target.name)
+            raise AlreadyExists(_(
+                "container already exists in {lxcpath}"
+            ).format(lxcpath=target.lxcpath), container=target.name)
         outcome = clone_locked(
             ctx, source, target, op="clone", backend=backend, snapshot=snapshot, maybe_snapshot=maybe_snapshot,
             keepname=keepname, keepmac=keepmac, options=options or CreateOptions(), progress=progress,
         )
-    ctx.notify(f"cloned {source.label} to {target.name}: {outcome.describe()}")
+    ctx.notify(_(
+        "cloned {label} to {name}: {outcome}"
+    ).format(label=source.label, name=target.name, outcome=outcome.describe()))
     return target, outcome
 
 
@@ -75,7 +82,7 @@ def clone_locked(
     source_rootfs = ctx.store.rootfs_of(source, source_config)
     source_backend = ctx.registry.backend_for(source_rootfs)
     if is_running(source):
-        raise Busy("is running; stop it before cloning or snapshotting", container=source.label)
+        raise Busy(_("is running; stop it before cloning or snapshotting"), container=source.label)
     try:
         plan = plan_clone(
             ctx.registry, source_rootfs, source_backend, backend, target.placement, options,
@@ -89,22 +96,11 @@ def clone_locked(
     except BdevError as exc:
         raise exc.about(container=target.label)
     mapped = helper_idmap(source_config)  # an ordinary user's mapped rootfs: worked on in its ids
-    if mapped is not None and plan.target.capabilities.needs_mount:
-        raise BdevError(f"an ordinary user's unprivileged (lxc.idmap) container cannot be cloned onto {plan.target.name} "
-                        "yet: it mounts in a user namespace of its own, where the container's ids are not mapped "
-                        "(make a full copy on dir or btrfs instead)", container=target.label, backend=plan.target.name)
-    with new_container(ctx, target, op) as new:
-        new.intend_rootfs(intended)
-
-        def fill() -> CloneOutcome:
-            made = execute(plan, source_rootfs, source_backend, target.placement, options, progress)
-            if mapped is not None and not made.depends_on_origin:  # the user's copy: the container's again
-                with plan.target.accessed(made.rootfs) as path:
-                    adopt_own_files(Path(path), mapped)
-            return made
+    with new_container(ctx, target, op, rootfs=intended) as new:
 
         try:
-            outcome = as_mapped_owner(mapped, fill, container=target.label)
+            outcome = execute_as_owner(mapped, plan, source_rootfs, source_backend, target.placement, options,
+                                       progress, container=target.label)
         except BdevError as exc:
             raise exc.about(container=target.label, backend=plan.target.name)
         faults.checkpoint(f"{op}:after-rootfs")
@@ -123,6 +119,24 @@ def clone_locked(
             _record_dependency(new, source, target)
         faults.checkpoint(f"{op}:before-commit")
     return outcome
+
+
+def execute_as_owner(
+    mapped: IdMap | None, plan: ClonePlan, source_rootfs: Rootfs, source_backend: Backend, placement: Placement,
+    options: CreateOptions, progress: object | None, *, container: str,
+) -> CloneOutcome:
+    """Execute ``plan`` at ``placement``; for an ordinary user's mapped container (``mapped``
+    not None) in its ids (:func:`as_mapped_owner`), a full copy then given back to the
+    container's root, as the files the user wrote are the user's own."""
+
+    def fill() -> CloneOutcome:
+        made = execute(plan, source_rootfs, source_backend, placement, options, progress)
+        if mapped is not None and not made.depends_on_origin:  # the user's copy: the container's again
+            with plan.target.accessed(made.rootfs) as path:
+                adopt_own_files(Path(path), mapped)
+        return made
+
+    return as_mapped_owner(mapped, fill, container=container)
 
 
 def _record_dependency(new: NewContainer, origin: ContainerRef, clone: ContainerRef) -> None:

@@ -2,7 +2,7 @@
 
 Any pair the registry can copy works: the old rootfs is read (mounted read-only where it
 must be) and the target backend makes a full copy, as a clone would.  A source backend may
-instead convert *natively* (:class:`NativeConversion`): the aufs backend reads its branches
+instead convert *natively* (:meth:`Backend.convert_into`): the aufs backend reads its branches
 directly, because no current kernel can mount aufs, and gives overlay an upper layer with the
 whiteouts translated, or any other backend the merged tree.
 
@@ -36,11 +36,12 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from ..backend import Backend
 from ..errors import BdevError, Busy, HasDependents, InvalidInput, NotSupported, explain
 from ..fsops import remove_tree
+from ..i18n import _
 from ..records import CloneOutcome, CreateOptions, Placement, Rootfs
 from ..store import deps
 from ..store.config import LxcConfig
@@ -60,33 +61,9 @@ SCRATCH = ".bdev-convert-scratch"
 """A directory inside the container a native conversion may use; removed when it ends."""
 
 
-@runtime_checkable
-class NativeConversion(Protocol):
-    """What a source backend offers to convert its rootfs without the usual read access
-    (aufs: its branches are read directly, since the kernel cannot mount them)."""
-
-    def conversion_source(self, rootfs: Rootfs, target: Backend, placement: Placement, options: CreateOptions) -> str:
-        """The locator :meth:`convert_into` will give the new ``target`` rootfs at ``placement``,
-        without creating anything (recorded in the journal first)."""
-        ...
-
-    def convert_into(
-        self,
-        rootfs: Rootfs,
-        target: Backend,
-        placement: Placement,
-        options: CreateOptions,
-        scratch: Path,
-        progress: object | None = None,
-    ) -> CloneOutcome:
-        """Build the ``target`` rootfs at ``placement`` holding ``rootfs``'s files; ``scratch``
-        is an empty directory in the container for intermediate files."""
-        ...
-
-    def discard_converted(self, rootfs: Rootfs, new: Rootfs) -> None:
-        """Remove the old ``rootfs`` once ``new`` is committed, keeping every layer ``new``
-        still uses (aufs's lower under overlay); safe to repeat."""
-        ...
+def converts_natively(backend: Backend) -> bool:
+    """Whether ``backend`` converts its rootfs by its own means (:meth:`Backend.convert_into`)."""
+    return type(backend).convert_into is not Backend.convert_into
 
 
 def convert(
@@ -104,7 +81,7 @@ def convert(
     with ctx.locked(ref):
         ctx.store.require(ref)
         if is_running(ref):
-            raise Busy("is running; stop it before converting its rootfs", container=ref.name)
+            raise Busy(_("is running; stop it before converting its rootfs"), container=ref.name)
         try:
             plan = _plan(ctx, ref, target_spec, options)
         except BdevError as exc:
@@ -127,7 +104,9 @@ def convert(
             _finish(ctx, ref, journal)
         except (BdevError, OSError) as exc:
             raise _explained(exc, ref, plan.old_backend, "it is converted; the next command removes the old rootfs") from None
-    ctx.notify(f"converted {ref.name} from {plan.old_backend.name} to {plan.target.name}: {outcome.describe()}")
+    ctx.notify(_(
+        "converted {name} from {old} to {new}: {outcome}"
+    ).format(name=ref.name, old=plan.old_backend.name, new=plan.target.name, outcome=outcome.describe()))
     return outcome
 
 
@@ -138,7 +117,7 @@ class _Plan:
     old: Rootfs
     old_backend: Backend
     target: Backend
-    native: NativeConversion | None
+    native: Backend | None
     final: Rootfs
     swap: bool
     emptied: Path | None
@@ -156,7 +135,7 @@ def _plan(ctx: "Context", ref: ContainerRef, target_spec: str, options: CreateOp
     _refuse_same_backend(ctx, target_spec, old_backend)
     target = choose_backend(ctx.registry, target_spec, ref.placement, options)
     _refuse_same_backend(ctx, target.name, old_backend)
-    native = old_backend if isinstance(old_backend, NativeConversion) else None
+    native = old_backend if converts_natively(old_backend) else None
     final = _locator(native, old, target, ref.placement, options)
     swap, emptied = _where_to_build(ref, old, final, target, native is not None)
     place = ref.placement.staged(STAGE, near=final.source) if swap else ref.placement
@@ -208,7 +187,7 @@ def _explained(exc: BaseException, ref: ContainerRef, backend: Backend, state: s
 
 
 def _locator(
-    native: NativeConversion | None, old: Rootfs, target: Backend, placement: Placement, options: CreateOptions
+    native: Backend | None, old: Rootfs, target: Backend, placement: Placement, options: CreateOptions
 ) -> Rootfs:
     """The rootfs the conversion will make at ``placement``."""
     if native is not None:
@@ -221,7 +200,7 @@ def _refuse_same_backend(ctx: "Context", spec: str, old_backend: Backend) -> Non
     first, so an unusable backend such as aufs on a kernel without it is not blamed)."""
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if len(names) == 1 and names[0].lower() != "best" and ctx.registry.canonical(names[0]) == old_backend.name:
-        raise InvalidInput(f"already uses the {old_backend.name} backend", backend=old_backend.name)
+        raise InvalidInput(_("already uses the {name} backend").format(name=old_backend.name), backend=old_backend.name)
 
 
 def _refuse_dependents(ctx: "Context", ref: ContainerRef) -> None:
@@ -229,8 +208,10 @@ def _refuse_dependents(ctx: "Context", ref: ContainerRef) -> None:
     if dependents:
         names = ", ".join(n for _, n in dependents)
         raise HasDependents(
-            f"clones depend on its rootfs ({names}); converting would change it under them: "
-            "destroy them, or convert them to a backend that does not layer over it, first",
+            _(
+                "clones depend on its rootfs ({names}); converting would change it under them: destroy them, or "
+                "convert them to a backend that does not layer over it, first"
+            ).format(names=names),
             container=ref.name,
         )
 
@@ -255,8 +236,10 @@ def _refuse_shared_snapshots(ctx: "Context", ref: ContainerRef, old: Rootfs) -> 
         shared = [p for p in _paths(snap_rootfs) if _inside(p, ref.directory) and not _inside(p, snap.directory)]
         if shared:
             raise HasDependents(
-                f"its snapshot {snap.name} uses {shared[0]}, part of its rootfs; restore the snapshots you need "
-                f"to new names and destroy them (bdev snapshot destroy {ref.name} --all) before converting",
+                _(
+                    "its snapshot {name} uses {shared}, part of its rootfs; restore the snapshots you need to new "
+                    "names and destroy them (bdev snapshot destroy {container} --all) before converting"
+                ).format(name=snap.name, shared=shared[0], container=ref.name),
                 container=ref.name,
             )
 
@@ -273,8 +256,10 @@ def _where_to_build(
     if final.source == old.source:
         if type(target).swap is Backend.swap:
             raise NotSupported(
-                f"the {target.name} backend cannot swap a rootfs into {final.source} atomically; clone the "
-                f"container with -B {target.name} instead",
+                _(
+                    "the {name} backend cannot swap a rootfs into {source} atomically; clone the container with -B "
+                    "{name} instead"
+                ).format(name=target.name, source=final.source),
                 container=ref.name, backend=target.name,
             )
         return True, None
@@ -286,8 +271,10 @@ def _where_to_build(
         clash = next((p for p in old_paths if _inside(p, path) or _inside(path, p)), None)
         if clash is not None and _inside(path, ref.directory):
             raise NotSupported(
-                f"its {old.backend} rootfs uses {clash}, where the {target.name} rootfs would go; clone the "
-                f"container with -B {target.name} (or -s for a layer) instead",
+                _(
+                    "its {backend} rootfs uses {clash}, where the {name} rootfs would go; clone the container with -B "
+                    "{name} (or -s for a layer) instead"
+                ).format(backend=old.backend, clash=clash, name=target.name),
                 container=ref.name, backend=target.name,
             )
     if not target.exists(final):
@@ -295,7 +282,9 @@ def _where_to_build(
     spot = Path(final.source)
     if not layered and spot.is_dir() and not spot.is_symlink() and not any(spot.iterdir()):
         return False, spot  # LXC's empty mount point for a mounted rootfs (overlay, aufs, loop)
-    raise NotSupported(f"{final.source} already exists, where the {target.name} rootfs would go", container=ref.name, backend=target.name)
+    raise NotSupported(_(
+        "{source} already exists, where the {name} rootfs would go"
+    ).format(source=final.source, name=target.name), container=ref.name, backend=target.name)
 
 
 def _build(plan: _Plan, options: CreateOptions, ref: ContainerRef, progress: object | None) -> CloneOutcome:
@@ -328,7 +317,7 @@ def _finish(ctx: "Context", ref: ContainerRef, journal: Journal) -> None:
     old_backend = ctx.registry.backend(journal.get("old_backend"))
     target = ctx.registry.backend(journal.get("target"))
     leftover = Rootfs(old_backend.name, journal.get("build") if journal.get("swap") else journal.get("old_source"))
-    if isinstance(old_backend, NativeConversion):
+    if converts_natively(old_backend):
         old_backend.discard_converted(leftover, Rootfs(target.name, journal.get("final")))
     elif old_backend.exists(leftover):
         old_backend.destroy(leftover)

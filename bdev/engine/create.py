@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from ..backend import Backend
 from ..errors import AlreadyExists, BdevError
+from ..i18n import _
 from ..idmap import config_idmap, default_idmap, has_subordinate_ids
 from ..records import CreateOptions, Rootfs
 from ..store.config import LxcConfig, expand_hwaddr
@@ -59,7 +60,7 @@ def create(
     """
     spec = backend if isinstance(backend, str) else ",".join(backend)
     if template and source is not None:
-        raise BdevError("give a template or a source, not both", container=ref.name)
+        raise BdevError(_("give a template or a source, not both"), container=ref.name)
     if source is not None:
         template, args = "local", ["--path", os.fspath(source), *args]
     tpl = ctx.registry.template(template) if template else None
@@ -69,12 +70,13 @@ def create(
         candidate.append(key, value)
     with ctx.locked(ref):
         if ctx.store.exists(ref):
-            raise AlreadyExists(f"container already exists in {ref.lxcpath}", container=ref.name)
+            raise AlreadyExists(_(
+                "container already exists in {lxcpath}"
+            ).format(lxcpath=ref.lxcpath), container=ref.name)
         passed_over: list[str] = []
         chosen = choose_backend(ctx.registry, spec, ref.placement, options, passed_over)
         rootfs = chosen.parse(chosen.default_source(ref.placement, options))  # refuses bad paths now
-        with new_container(ctx, ref, "create") as new:
-            new.intend_rootfs(rootfs)
+        with new_container(ctx, ref, "create", rootfs=rootfs):
             try:
                 rootfs = chosen.create(ref.placement, options)
                 faults.checkpoint("create:after-rootfs")
@@ -97,8 +99,10 @@ def create(
             final.set_rootfs(rootfs.config_value)
             final.set_uts_name(ref.name)
             final.save(ref.config_path)
-    how = f"from template {template}" if template else "empty"
-    ctx.notify(f"created {ref.name} on {chosen.name} ({how}) at {ref.directory}{_why(spec, chosen, passed_over)}")
+    how = _("from template {template}").format(template=template) if template else _("empty")
+    ctx.notify(_(
+        "created {name} on {backend} ({how}) at {directory}{why}"
+    ).format(name=ref.name, backend=chosen.name, how=how, directory=ref.directory, why=_why(spec, chosen, passed_over)))
 
 
 def _shift_for_idmap(config: LxcConfig, backend: Backend, rootfs: Rootfs, ref: ContainerRef) -> None:
@@ -134,5 +138,5 @@ def _why(spec: str, chosen: object, passed_over: list[str]) -> str:
     """For ``best`` and lists: which backend was chosen and why the earlier ones were not."""
     if "," not in spec and spec.strip().lower() != "best":
         return ""
-    skipped = f"; passed over {'; '.join(passed_over)}" if passed_over else ""
-    return f" (chosen from -B {spec}{skipped})"
+    skipped = _("; passed over {backends}").format(backends="; ".join(passed_over)) if passed_over else ""
+    return _(" (chosen from -B {spec}{skipped})").format(spec=spec, skipped=skipped)

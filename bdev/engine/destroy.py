@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import BdevError, Busy, HasDependents, from_os_error
 from ..fsops import remove_tree
+from ..i18n import _
 from ..records import Rootfs
 from ..store import deps
 from ..store.journal import Journal
@@ -37,23 +38,25 @@ def destroy(ctx: Context, ref: ContainerRef, *, with_snapshots: bool = False, fo
         ctx.store.require(ref)
         _stop_for_destroy(ctx, ref)  # outside the lock: the monitor takes it to clean up
         if not ctx.store.is_defined(ref):  # ephemeral: destroyed by its monitor
-            ctx.notify(f"destroyed {ref.name}")
+            ctx.notify(_("destroyed {name}").format(name=ref.name))
             return
     with ctx.locked(ref):
         ctx.store.require(ref)
         if is_running(ref):
-            raise Busy("is running; stop it first (or destroy it with -f / --force)", container=ref.name)
+            raise Busy(_("is running; stop it first (or destroy it with -f / --force)"), container=ref.name)
         snaps = ctx.store.snapshot_refs(ref)
         if snaps and not with_snapshots:
             names = ", ".join(s.name for s in snaps)
-            raise HasDependents(f"has {len(snaps)} snapshot(s) ({names}); destroy them too with -s", container=ref.name)
+            raise HasDependents(_(
+                "has {count} snapshot(s) ({names}); destroy them too with -s"
+            ).format(count=len(snaps), names=names), container=ref.name)
         _refuse_dependents(ctx, ref)
         if snaps:
             destroy_snapshots_locked(ctx, ref)
         destroy_locked(ctx, ref)
         with contextlib.suppress(OSError):
             legacy_snapshots_dir(ref).rmdir()
-    ctx.notify(f"destroyed {ref.name}")
+    ctx.notify(_("destroyed {name}").format(name=ref.name))
 
 
 def _stop_for_destroy(ctx: Context, ref: ContainerRef) -> None:
@@ -65,19 +68,25 @@ def _stop_for_destroy(ctx: Context, ref: ContainerRef) -> None:
 
     status = runtime_module("status")
     if status is None:
-        raise Busy("is running and bdev-runtime, which stops containers, is not installed: stop it with lxc-stop first",
+        raise Busy(_(
+            "is running and bdev-runtime, which stops containers, is not installed: stop it with lxc-stop first"
+        ),
                    container=ref.name)
     try:
         status.stop_now(ctx, ref)
     except BdevError as exc:
-        raise Busy(f"is running and could not be stopped: {exc.cause}", container=ref.name) from None
+        raise Busy(_(
+            "is running and could not be stopped: {cause}"
+        ).format(cause=exc.cause), container=ref.name) from None
 
 
 def _refuse_dependents(ctx: Context, ref: ContainerRef) -> None:
     dependents = ctx.store.dependents(ref)
     if dependents:
         names = ", ".join(n for _, n in dependents)
-        raise HasDependents(f"clones depend on its rootfs ({names}); destroy them first", container=ref.label)
+        raise HasDependents(_(
+            "clones depend on its rootfs ({names}); destroy them first"
+        ).format(names=names), container=ref.label)
 
 
 def destroy_locked(ctx: Context, ref: ContainerRef) -> None:
@@ -102,7 +111,13 @@ def _destroy_locked(ctx: Context, ref: ContainerRef) -> None:
         origin_lxcpath=str(origin[0]) if origin else None,
         origin_name=origin[1] if origin else None,
     )
-    finish_destroy(ctx, ref, journal)
+    try:
+        finish_destroy(ctx, ref, journal)
+    except Busy:
+        # the backend refused before removing anything (Backend.destroy's rule): the
+        # container is whole, so the destroy is abandoned, not finished by the next command
+        journal.finish()
+        raise
 
 
 def finish_destroy(ctx: Context, ref: ContainerRef, journal: Journal) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .. import idmap as maps
 from ..errors import BdevError
+from ..i18n import _
 from ..idmap import IdMap, IdRange
 
 if TYPE_CHECKING:
@@ -57,7 +58,9 @@ def into_map(idmap: IdMap, *, owner: tuple[int, int] | None = None) -> tuple[IdT
         def shift(value: int) -> int:
             target = host(0 if value == own else value)
             if target is None:
-                raise UnmappedId(f"is owned by {kind} {value}, which lxc.idmap does not map")
+                raise UnmappedId(_(
+                    "is owned by {kind} {value}, which lxc.idmap does not map"
+                ).format(kind=kind, value=value))
             return target
 
         return shift
@@ -91,7 +94,9 @@ def shift_tree(root: Path, uid_of: IdTranslation, gid_of: IdTranslation) -> int:
             except UnmappedId as exc:
                 raise BdevError(f"{path} {exc}") from None
             except OSError as exc:
-                raise BdevError(f"changing the owner of {path} failed: {exc.strerror}") from None
+                raise BdevError(_(
+                    "changing the owner of {path} failed: {strerror}"
+                ).format(path=path, strerror=exc.strerror)) from None
     return changed
 
 
@@ -208,7 +213,7 @@ def _helper_child(work: Callable[[], object], ready_w: int, go_r: int, out_w: in
         try:
             maps.unshare_user_namespace()
         except OSError as exc:
-            raise BdevError(f"cannot create a user namespace: {exc.strerror}") from None
+            raise BdevError(_("cannot create a user namespace: {strerror}").format(strerror=exc.strerror)) from None
         os.write(ready_w, b"r")
         os.close(ready_w)
         if os.read(go_r, 1) != b"g":

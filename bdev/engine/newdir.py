@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExists, from_os_error
 from ..fsops import remove_tree
+from ..i18n import _
 from ..records import Rootfs
 from ..store import deps
 from ..store.journal import Journal
@@ -36,33 +37,45 @@ class NewContainer:
 
     def intend_rootfs(self, rootfs: Rootfs) -> None:
         """Record the rootfs about to be created, so a crash can remove it."""
-        self.journal.update(rootfs=rootfs.config_value, backend=rootfs.backend, source=rootfs.source)
+        self.journal.update(**_rootfs_intent(rootfs))
 
     def intend_dependency(self, origin: ContainerRef) -> None:
         """Record that the origin's ``lxc_snapshots`` is about to list this container."""
         self.journal.update(origin_lxcpath=str(origin.lxcpath), origin_name=origin.name)
 
 
+def _rootfs_intent(rootfs: Rootfs) -> dict[str, str]:
+    """The journal fields naming a rootfs about to be created."""
+    return {"rootfs": rootfs.config_value, "backend": rootfs.backend, "source": rootfs.source}
+
+
 @contextlib.contextmanager
-def new_container(ctx: "Context", ref: ContainerRef, op: str) -> Iterator[NewContainer]:
+def new_container(ctx: "Context", ref: ContainerRef, op: str, rootfs: Rootfs | None = None) -> Iterator[NewContainer]:
     """Create ``ref``'s directory for ``op`` (create, clone, snapshot) all-or-nothing.
+
+    ``rootfs``, when known, is recorded in the journal's first write (as
+    :meth:`NewContainer.intend_rootfs` would, one durable write sooner: each costs two fsyncs).
 
     :raises AlreadyExists: something already occupies the directory.
     """
     if os.path.lexists(ref.directory):
         what = "snapshot" if ref.owner else "container"
-        raise AlreadyExists(f"{what} already exists in {ref.lxcpath}", container=ref.label)
+        raise AlreadyExists(_(
+            "{what} already exists in {lxcpath}"
+        ).format(what=what, lxcpath=ref.lxcpath), container=ref.label)
     made_lxcpath = _make_dirs(ref.lxcpath)
     try:
         os.mkdir(ref.directory, 0o770)
     except FileExistsError:
-        raise AlreadyExists(f"container already exists in {ref.lxcpath}", container=ref.label) from None
+        raise AlreadyExists(_(
+            "container already exists in {lxcpath}"
+        ).format(lxcpath=ref.lxcpath), container=ref.label) from None
     os.chmod(ref.directory, 0o770)
     partial_fd = os.open(ref.file(PARTIAL), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     intent: dict = {"op": op}
     try:
         _try_lock(partial_fd, fcntl.F_WRLCK)
-        journal = Journal.begin(ref.file(JOURNAL), op)
+        journal = Journal.begin(ref.file(JOURNAL), op, **(_rootfs_intent(rootfs) if rootfs is not None else {}))
         intent = journal.data
         yield NewContainer(ref, journal)
         journal.finish()

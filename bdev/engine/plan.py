@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from ..backend import Backend
 from ..errors import BackendUnavailable, InvalidInput, NotSupported
+from ..i18n import _
 from ..records import CloneOutcome, CreateOptions, Placement, Rootfs
 from ..registry import Registry
 
@@ -49,7 +50,7 @@ def choose_backend(
     """
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if not names:
-        raise InvalidInput("no backend given")
+        raise InvalidInput(_("no backend given"))
     candidates: list[Backend] = []
     for name in names:
         if name.lower() == "best":
@@ -69,8 +70,10 @@ def choose_backend(
         bare = _problems_at(only, placement, options)
         raise BackendUnavailable("; ".join(bare), reasons=bare, backend=only.name)
     if not candidates:
-        raise BackendUnavailable(f"no installed backend takes part in {spec!r}")
-    raise BackendUnavailable(f"no backend in {spec!r} can be used here ({'; '.join(reasons)})", reasons=reasons)
+        raise BackendUnavailable(_("no installed backend takes part in {spec!r}").format(spec=spec))
+    raise BackendUnavailable(_(
+        "no backend in {spec!r} can be used here ({reasons})"
+    ).format(spec=spec, reasons='; '.join(reasons)), reasons=reasons)
 
 
 def _problems_at(backend: Backend, placement: Placement, options: CreateOptions) -> list[str]:
@@ -127,7 +130,7 @@ def plan_clone(
             return ClonePlan("snapshot" if target.name == source_backend.name else "layer", target)
         if maybe_snapshot:
             return ClonePlan("copy", target, note=refusal)
-        raise NotSupported(f"cannot snapshot: {refusal}", backend=target.name)
+        raise NotSupported(_("cannot snapshot: {refusal}").format(refusal=refusal), backend=target.name)
     if refusal is None and target.name == source_backend.name and target.capabilities.copy_by_snapshot:
         return ClonePlan("snapshot", target, note=f"a {target.name} snapshot is an independent copy")
     return ClonePlan("copy", target)

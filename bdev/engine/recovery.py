@@ -19,6 +19,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..errors import BdevError
+from ..i18n import N_, _
 from ..store.journal import Journal
 from ..store.layout import JOURNAL, PARTIAL, ContainerRef, snapshots_dir
 from ..store.lock import is_locked
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bdev.recovery")
 
+
+# How the words the journal and the recovery steps use read in a message.
+_OUTCOMES = {"completed": N_("completed"), "rolled back": N_("rolled back"), "finished": N_("finished")}
+_OPERATIONS = {"create": N_("create"), "clone": N_("clone"), "snapshot": N_("snapshot"), "restore": N_("restore"),
+               "convert": N_("convert")}
 
 def recover(ctx: "Context", ref: ContainerRef) -> None:
     """Repair ``ref`` and its snapshots if an earlier command left them midway."""
@@ -70,21 +76,28 @@ def _recover_one(ctx: "Context", ref: ContainerRef) -> None:
             return  # a create is running right now (LXC's "ongoing create")
         intent = journal.data if journal else _intent_from_config(ctx, ref)
         undo_new_container(ctx, ref, intent)
-        ctx.notify(f"cleaned up {ref.label}: removed what an interrupted {intent.get('op', 'create')} had left")
+        ctx.notify(_("cleaned up {label}: removed what an interrupted {operation} had left").format(
+            label=ref.label, operation=_OPERATIONS.get(intent.get('op', 'create'), intent.get('op', 'create'))))
         return
     assert journal is not None
     op = journal.get("op")
     if op == "restore":
         done = rollback_or_finish_restore(ctx, ref, journal)
-        ctx.notify(f"recovered {ref.label}: an interrupted restore of {journal.get('snapshot')} was {done}")
+        ctx.notify(_(
+            "recovered {label}: an interrupted restore of {snapshot} was {done}"
+        ).format(label=ref.label, snapshot=journal.get('snapshot'), done=_OUTCOMES.get(done, done)))
     elif op == "convert":
         done = rollback_or_finish_convert(ctx, ref, journal)
-        ctx.notify(f"recovered {ref.label}: an interrupted conversion to {journal.get('target')} was {done}")
+        ctx.notify(_(
+            "recovered {label}: an interrupted conversion to {target} was {done}"
+        ).format(label=ref.label, target=journal.get('target'), done=_OUTCOMES.get(done, done)))
     elif op == "destroy":
         finish_destroy(ctx, ref, journal)
-        ctx.notify(f"recovered {ref.label}: finished an interrupted destroy")
+        ctx.notify(_("recovered {label}: finished an interrupted destroy").format(label=ref.label))
     else:
-        raise BdevError(f"unknown operation {op!r} in {journal_path}", container=ref.label)
+        raise BdevError(_(
+            "unknown operation {op!r} in {journal_path}"
+        ).format(op=op, journal_path=journal_path), container=ref.label)
 
 
 def _intent_from_config(ctx: "Context", ref: ContainerRef) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import BdevError, Busy
+from ..i18n import _
 from ..store.layout import ContainerRef
 from ..store.running import is_running
 from .context import Context
@@ -15,11 +16,11 @@ def resize(ctx: Context, ref: ContainerRef, size: int) -> None:
     with ctx.locked(ref):
         ctx.store.require(ref)
         if is_running(ref):
-            raise Busy("is running; stop it before resizing", container=ref.name)
+            raise Busy(_("is running; stop it before resizing"), container=ref.name)
         rootfs = ctx.store.rootfs_of(ref)
         backend = ctx.registry.backend_for(rootfs)
         try:
             backend.resize(rootfs, size)
         except BdevError as exc:
             raise exc.about(container=ref.name, backend=backend.name)
-    ctx.notify(f"resized {ref.name} to {format_size(size)}")
+    ctx.notify(_("resized {name} to {size}").format(name=ref.name, size=format_size(size)))

@@ -7,6 +7,10 @@ records the live rootfs's identity; after a crash the next command compares iden
 tell whether the swap happened, and completes or rolls back accordingly.  Either way the
 container is whole.
 
+An ordinary user's mapped (``lxc.idmap``) container is restored in its ids: staging, the swap
+and removing the old tree run through :func:`bdev.engine.idshift.as_mapped_owner`, as clone
+and destroy do.
+
 A backend may restore natively instead (:meth:`Backend.restore_natively`: zfs rolls back to
 its latest snapshot).  The journal then says ``method: native``, and ``native_started`` once
 the core is about to call it.  A native restore keeps the live identity, so recovery never
@@ -22,16 +26,18 @@ from pathlib import Path
 
 from ..backend import Backend
 from ..errors import AlreadyExists, BdevError, Busy, HasDependents, NotSupported
+from ..i18n import _
 from ..records import CreateOptions, Rootfs
 from ..store.config import LxcConfig
 from ..store.journal import Journal
 from ..store.layout import JOURNAL, ContainerRef
 from ..store.running import is_running
 from . import faults
-from .clone import clone_locked
+from .clone import clone_locked, execute_as_owner
 from .context import Context
 from .identity import clone_config, copy_container_files
-from .plan import execute, plan_clone, target_rootfs
+from .idshift import as_mapped_owner, helper_idmap
+from .plan import plan_clone, target_rootfs
 from .snapshot import find_snapshot
 
 
@@ -49,12 +55,16 @@ def snapshot_restore(
         ctx.store.require(ref)
         snap = find_snapshot(ctx, ref, snapname)
         if ctx.store.exists(target):
-            raise AlreadyExists(f"container already exists in {target.lxcpath}", container=target.name)
+            raise AlreadyExists(_(
+                "container already exists in {lxcpath}"
+            ).format(lxcpath=target.lxcpath), container=target.name)
         outcome = clone_locked(
             ctx, snap, target, op="restore", backend=None, snapshot=True, maybe_snapshot=True,
             keepname=False, keepmac=False, options=CreateOptions(), keep_backend=True, progress=progress,
         )
-    ctx.notify(f"restored {snapname} of {ref.name} as {target.name}: {outcome.describe()}")
+    ctx.notify(_(
+        "restored {snapname} of {name} as {target}: {outcome}"
+    ).format(snapname=snapname, name=ref.name, target=target.name, outcome=outcome.describe()))
     return target
 
 
@@ -66,17 +76,22 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
         if dependents:
             names = ", ".join(n for _, n in dependents)
             raise HasDependents(
-                f"clones use its rootfs ({names}); restoring would change it under them, restore to a new name instead",
+                _(
+                    "clones use its rootfs ({names}); restoring would change it under them, restore to a new name "
+                    "instead"
+                ).format(names=names),
                 container=ref.name,
             )
         if is_running(ref):
-            raise Busy("is running; stop it before restoring a snapshot in place", container=ref.name)
+            raise Busy(_("is running; stop it before restoring a snapshot in place"), container=ref.name)
         live_config = ctx.store.load_config(ref)
         live = ctx.store.rootfs_of(ref, live_config)
         backend = ctx.registry.backend_for(live)
         has_swap = type(backend).swap is not Backend.swap
         if not has_swap and not _offers_native_restore(backend):
-            raise NotSupported("cannot restore in place without an atomic swap; restore to a new name", container=ref.name, backend=backend.name)
+            raise NotSupported(_(
+                "cannot restore in place without an atomic swap; restore to a new name"
+            ), container=ref.name, backend=backend.name)
         snap_config = ctx.store.load_config(snap)
         snap_rootfs = ctx.store.rootfs_of(snap, snap_config)
         snap_backend = ctx.registry.backend_for(snap_rootfs)
@@ -91,6 +106,7 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
             raise exc.about(container=ref.name)
         staged = target_rootfs(plan, staged_place, options)
         new_config = clone_config(snap_config, snap, ref, live, keepname=True, keepmac=True)
+        mapped = helper_idmap(live_config)  # an ordinary user's mapped rootfs: worked on in its ids
         native = _offers_native_restore(backend) and snap_rootfs.backend == backend.name
         journal = Journal.begin(
             ref.file(JOURNAL), "restore", snapshot=snapname, snapshot_dir=str(snap.directory), backend=backend.name,
@@ -98,16 +114,21 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
             config=new_config.render(), method=NATIVE if native else SWAP, snapshot_rootfs=snap_rootfs.source,
         )
         if native and _restore_natively(ctx, ref, backend, live, snap_rootfs, journal):
-            ctx.notify(f"restored {ref.name} to {snapname} in place: natively, by the {backend.name} backend")
+            ctx.notify(_(
+                "restored {name} to {snapname} in place: natively, by the {backend} backend"
+            ).format(name=ref.name, snapname=snapname, backend=backend.name))
             return
         if not has_swap:
             journal.finish()
             raise NotSupported(
-                f"cannot restore {snapname} in place natively and has no atomic swap; restore to a new name",
+                _(
+                    "cannot restore {snapname} in place natively and has no atomic swap; restore to a new name"
+                ).format(snapname=snapname),
                 container=ref.name, backend=backend.name,
             )
         try:
-            outcome = execute(plan, snap_rootfs, snap_backend, staged_place, options, progress)
+            outcome = execute_as_owner(mapped, plan, snap_rootfs, snap_backend, staged_place, options, progress,
+                                       container=ref.name)
         except BaseException as exc:
             rollback_or_finish_restore(ctx, ref, journal)
             if isinstance(exc, BdevError):
@@ -115,23 +136,27 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
             raise
         faults.checkpoint("restore:after-stage")
         try:
-            backend.swap(live, outcome.rootfs)
+            as_mapped_owner(mapped, lambda: backend.swap(live, outcome.rootfs), container=ref.name)
         except BaseException as exc:  # the backend's failure, whatever it is: undo, then explain
             rollback_or_finish_restore(ctx, ref, journal)
             if isinstance(exc, BdevError):
                 raise exc.about(container=ref.name, backend=backend.name)
             if isinstance(exc, OSError):
                 raise BdevError(
-                    f"cannot swap the restored rootfs into place ({exc.strerror}); the container is unchanged",
+                    _(
+                        "cannot swap the restored rootfs into place ({strerror}); the container is unchanged"
+                    ).format(strerror=exc.strerror),
                     container=ref.name, backend=backend.name,
                 ) from None
             raise
         faults.checkpoint("restore:after-swap")
         _install_config(journal, ref)
         faults.checkpoint("restore:after-config")
-        backend.destroy(outcome.rootfs)
+        as_mapped_owner(mapped, lambda: backend.destroy(outcome.rootfs), container=ref.name)
         journal.finish()
-    ctx.notify(f"restored {ref.name} to {snapname} in place: {outcome.describe()}")
+    ctx.notify(_(
+        "restored {name} to {snapname} in place: {outcome}"
+    ).format(name=ref.name, snapname=snapname, outcome=outcome.describe()))
 
 
 NATIVE = "native"
@@ -190,15 +215,18 @@ def rollback_or_finish_restore(ctx: Context, ref: ContainerRef, journal: Journal
         return _finish_native_restore(ref, journal, backend, live)
     if not backend.exists(live):
         raise BdevError(
-            f"an interrupted restore left no rootfs at {live.source}; the previous tree is at {staged.source} "
-            f"and the journal {journal.path} describes the step that failed",
+            _(
+                "an interrupted restore left no rootfs at {source}; the previous tree is at {previous} and the "
+                "journal {path} describes the step that failed"
+            ).format(source=live.source, previous=staged.source, path=journal.path),
             container=ref.label, backend=backend.name,
         )
     swapped = backend.identity(live) != journal.get("live_identity")
     if swapped:
         _install_config(journal, ref)
     if backend.exists(staged):
-        backend.destroy(staged)
+        mapped = helper_idmap(ctx.store.load_config(ref)) if ref.config_path.exists() else None
+        as_mapped_owner(mapped, lambda: backend.destroy(staged), container=ref.label)
     journal.finish()
     return "completed" if swapped else "rolled back"
 

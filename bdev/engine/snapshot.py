@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import BdevError, Busy, HasDependents, InvalidInput, NotFound, NotSupported
+from ..i18n import _
 from ..naming import validate_snapshot_name
 from ..records import CreateOptions
 from ..store.layout import COMMENT, TIMESTAMP, ContainerRef, snapshot_number, snapshot_ref, snapshots_dir
@@ -31,20 +32,24 @@ def snapshot(
     the config keeps the container's name and MAC addresses, as LXC's snapshots do.
     """
     if comment is not None and comment_file is not None:
-        raise InvalidInput("give a comment or a comment file, not both", container=ref.name)
+        raise InvalidInput(_("give a comment or a comment file, not both"), container=ref.name)
     if comment_file is not None:
         try:
             comment = Path(comment_file).read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"cannot read the comment file {os.fspath(comment_file)}: {exc}", container=ref.name) from None
+            raise InvalidInput(_(
+                "cannot read the comment file {path}: {exc}"
+            ).format(path=os.fspath(comment_file), exc=exc), container=ref.name) from None
     with ctx.locked(ref):
         ctx.store.require(ref)
         rootfs = ctx.store.rootfs_of(ref)
         backend = ctx.registry.backend_for(rootfs)
         if not backend.capabilities.can_backup:
-            raise NotSupported("its backend cannot be snapshotted (LXC's can_backup is off)", container=ref.name, backend=backend.name)
+            raise NotSupported(_(
+                "its backend cannot be snapshotted (LXC's can_backup is off)"
+            ), container=ref.name, backend=backend.name)
         if is_running(ref):
-            raise Busy("is running; stop it before snapshotting", container=ref.name)
+            raise Busy(_("is running; stop it before snapshotting"), container=ref.name)
         directory = snapshots_dir(ref)  # made (0755) by new_container, and removed if this fails
         name = _first_free(directory)
         target = ContainerRef(directory, name, owner=ref.name)
@@ -56,7 +61,9 @@ def snapshot(
             keepname=True, keepmac=True, options=CreateOptions(), keep_backend=True, extra_files=files,
             progress=progress,
         )
-    ctx.notify(f"snapshot {name} of {ref.name}: {outcome.describe()}")
+    ctx.notify(_(
+        "snapshot {name} of {container}: {outcome}"
+    ).format(name=name, container=ref.name, outcome=outcome.describe()))
     return name
 
 
@@ -111,7 +118,7 @@ def find_snapshot(ctx: Context, ref: ContainerRef, snapname: str) -> ContainerRe
     validate_snapshot_name(snapname)
     snap = snapshot_ref(ref, snapname)
     if not ctx.store.is_defined(snap):
-        raise NotFound(f"has no snapshot {snapname!r}", container=ref.name)
+        raise NotFound(_("has no snapshot {snapname!r}").format(snapname=snapname), container=ref.name)
     return snap
 
 
@@ -122,7 +129,7 @@ def snapshot_destroy(ctx: Context, ref: ContainerRef, snapname: str) -> None:
         snap = find_snapshot(ctx, ref, snapname)
         destroy_locked(ctx, snap)
         _prune_legacy_dir(ref)
-    ctx.notify(f"destroyed snapshot {snapname} of {ref.name}")
+    ctx.notify(_("destroyed snapshot {snapname} of {name}").format(snapname=snapname, name=ref.name))
 
 
 def snapshot_destroy_all(ctx: Context, ref: ContainerRef) -> None:
@@ -140,10 +147,12 @@ def destroy_snapshots_locked(ctx: Context, ref: ContainerRef) -> None:
         dependents = ctx.store.dependents(snap)
         if dependents:
             names = ", ".join(n for _, n in dependents)
-            raise HasDependents(f"its snapshot {snap.name} has clones that depend on it ({names})", container=ref.name)
+            raise HasDependents(_(
+                "its snapshot {name} has clones that depend on it ({names})"
+            ).format(name=snap.name, names=names), container=ref.name)
     for snap in snaps:
         destroy_locked(ctx, snap)
-        ctx.notify(f"destroyed snapshot {snap.name} of {ref.name}")
+        ctx.notify(_("destroyed snapshot {snapname} of {name}").format(snapname=snap.name, name=ref.name))
     _prune_legacy_dir(ref)
 
 

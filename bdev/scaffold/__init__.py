@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import AlreadyExists, InvalidInput
+from ..i18n import _
 from . import templates
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
@@ -27,10 +28,15 @@ def validate_name(name: str, taken: Iterable[str] = ()) -> None:
     """
     if not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
-            f"plugin name {name!r} is not valid: use a lower-case letter followed by lower-case letters, digits or underscores"
+            _(
+                "plugin name {name!r} is not valid: use a lower-case letter followed by lower-case letters, digits or "
+                "underscores"
+            ).format(name=name)
         )
     if name in set(taken):
-        raise InvalidInput(f"plugin name {name!r} is already the name of an installed backend (see bdev backends)")
+        raise InvalidInput(_(
+            "plugin name {name!r} is already the name of an installed backend (see bdev backends)"
+        ).format(name=name))
 
 
 def _camel(name: str) -> str:
@@ -65,7 +71,9 @@ def write_skeleton(name: str, directory: Path, taken: Iterable[str] = ()) -> Pat
     validate_name(name, taken)
     target = Path(directory) / f"bdev-{name}"
     if target.exists() or target.is_symlink():
-        raise AlreadyExists(f"the folder {target} already exists; choose another --directory or remove it")
+        raise AlreadyExists(_(
+            "the folder {target} already exists; choose another --directory or remove it"
+        ).format(target=target))
     files = skeleton_files(name)
     target.mkdir(parents=True)
     for relative, text in files.items():

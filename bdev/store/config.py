@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, InvalidInput
 from ..fsops import write_atomic
+from ..i18n import _
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 _ENTRY = re.compile(
@@ -121,8 +122,8 @@ def check_key(key: str) -> str:
     if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
         for char, name in _FORBIDDEN.items():
             if isinstance(key, str) and char in key:
-                raise InvalidInput(f"config key {key!r} contains {name}")
-        raise InvalidInput(f"config key {key!r} is not valid (use letters, digits, '_', '.' and '-')")
+                raise InvalidInput(_("config key {key!r} contains {name}").format(key=key, name=name))
+        raise InvalidInput(_("config key {key!r} is not valid (use letters, digits, '_', '.' and '-')").format(key=key))
     return key
 
 
@@ -133,14 +134,18 @@ def check_value(key: str, value: str) -> str:
         cannot be written as UTF-8.
     """
     if not isinstance(value, str):
-        raise InvalidInput(f"config value for {key} must be text, not {type(value).__name__}")
+        raise InvalidInput(_(
+            "config value for {key} must be text, not {kind}"
+        ).format(key=key, kind=type(value).__name__))
     for char, name in _FORBIDDEN.items():
         if char in value:
-            raise InvalidInput(f"config value for {key} contains {name}")
+            raise InvalidInput(_("config value for {key} contains {name}").format(key=key, name=name))
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"config value for {key} is not valid UTF-8: {value!r}") from None
+        raise InvalidInput(_(
+            "config value for {key} is not valid UTF-8: {value!r}"
+        ).format(key=key, value=value)) from None
     return value
 
 
@@ -211,12 +216,16 @@ class LxcConfig:
         try:
             raw = Path(path).read_bytes()
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {os.fspath(path)}: {exc.strerror or exc}") from exc
+            raise ConfigError(_(
+                "cannot read config file {path}: {reason}"
+            ).format(path=os.fspath(path), reason=exc.strerror or exc)) from exc
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(
-                f"config file {os.fspath(path)} is not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})"
+                _(
+                    "config file {path} is not valid UTF-8 (byte {start}: {raw!r})"
+                ).format(path=os.fspath(path), start=exc.start, raw=raw[exc.start:exc.start + 1])
             ) from exc
         return cls.parse(text, source=os.fspath(path))
 
@@ -232,11 +241,15 @@ class LxcConfig:
         try:
             data = self.render().encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise ConfigError(f"cannot write config file {os.fspath(path)}: the text is not valid UTF-8") from exc
+            raise ConfigError(_(
+                "cannot write config file {path}: the text is not valid UTF-8"
+            ).format(path=os.fspath(path))) from exc
         try:
             write_atomic(Path(path), data, mode=mode)
         except OSError as exc:
-            raise ConfigError(f"cannot write config file {os.fspath(path)}: {exc.strerror or exc}") from exc
+            raise ConfigError(_(
+                "cannot write config file {path}: {reason}"
+            ).format(path=os.fspath(path), reason=exc.strerror or exc)) from exc
 
     def copy(self) -> "LxcConfig":
         """An independent copy."""
@@ -302,7 +315,7 @@ class LxcConfig:
         (``lxc.net.0`` removes ``lxc.net.0.type`` but not ``lxc.net.01``; a prefix ending in
         ``.`` removes only keys below it).  Returns how many were deleted."""
         if not prefix:
-            raise InvalidInput("config key prefix is empty")
+            raise InvalidInput(_("config key prefix is empty"))
         return self._remove(lambda k: _under(k, prefix))
 
     def rewrite(self, change: Callable[[str, str], tuple[str, str] | None]) -> int:
@@ -365,7 +378,9 @@ class LxcConfig:
         check_value(UTS_KEY, name)
         if len(name.encode("utf-8")) > UTS_NAME_MAX:
             raise InvalidInput(
-                f"host name {name!r} is longer than {UTS_NAME_MAX} bytes, which LXC refuses for {UTS_KEY}"
+                _(
+                    "host name {name!r} is longer than {limit} bytes, which LXC refuses for {key}"
+                ).format(name=name, limit=UTS_NAME_MAX, key=UTS_KEY)
             )
         self._set_first(UTS_KEY, name, (LEGACY_UTS_KEY,))
 
@@ -394,12 +409,12 @@ class LxcConfig:
             if not _MAC_OR_PATTERN.match(old):
                 continue
             has_placeholder = any(c in "xX" for c in old)
-            for _ in range(1000):
+            for _attempt in range(1000):
                 new = expand_hwaddr(old, rng) if has_placeholder else random_hwaddr(rng)
                 if new.lower() not in taken:
                     break
             else:  # a pattern with a single placeholder cannot always give a fresh address
-                raise InvalidInput(f"cannot find a new MAC address for {line.key} = {old}")
+                raise InvalidInput(_("cannot find a new MAC address for {key} = {old}").format(key=line.key, old=old))
             taken.add(new.lower())
             line.set_value(new)
             changed.append((line.key, old, new))  # type: ignore[arg-type]
@@ -420,7 +435,7 @@ class LxcConfig:
         """
         old_norm, new_norm = old.rstrip("/"), new.rstrip("/") or new
         if not old_norm:
-            raise InvalidInput(f"cannot replace the path {old!r} in config values")
+            raise InvalidInput(_("cannot replace the path {old!r} in config values").format(old=old))
         keys = tuple(keys)
         pattern = _path_pattern(old_norm)
         total = 0

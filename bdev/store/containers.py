@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigError, NotFound
+from ..i18n import N_, _
 from ..records import Rootfs
 from . import deps
 from .config import LxcConfig
@@ -42,11 +43,13 @@ class ContainerStore:
         """Whether ``ref`` has a config and no ``partial`` marker."""
         return ref.config_path.is_file() and not ref.file(PARTIAL).exists()
 
-    def require(self, ref: ContainerRef, what: str = "container") -> None:
+    def require(self, ref: ContainerRef, what: str = N_("container")) -> None:
         """Raise :class:`NotFound` unless ``ref`` is defined."""
         if not self.is_defined(ref):
-            where = ref.lxcpath if ref.owner is None else f"the snapshots of {ref.owner}"
-            raise NotFound(f"no such {what} in {where}", container=ref.label)
+            if ref.owner is None:
+                raise NotFound(_("no such {what} in {where}").format(what=what, where=ref.lxcpath), container=ref.label)
+            raise NotFound(_("no such {what} in the snapshots of {owner}").format(what=what, owner=ref.owner),
+                           container=ref.label)
 
     def load_config(self, ref: ContainerRef) -> LxcConfig:
         """The parsed config of ``ref``.
@@ -54,7 +57,7 @@ class ContainerStore:
         :raises NotFound: it has no config.
         """
         if not ref.config_path.is_file():
-            raise NotFound(f"no such container in {ref.lxcpath}", container=ref.label)
+            raise NotFound(_("no such container in {lxcpath}").format(lxcpath=ref.lxcpath), container=ref.label)
         return LxcConfig.load(ref.config_path)
 
     def rootfs_of(self, ref: ContainerRef, config: LxcConfig | None = None) -> Rootfs:
@@ -66,7 +69,7 @@ class ContainerStore:
             config = self.load_config(ref)
         value, hint = config.rootfs_value()
         if not value:
-            raise ConfigError("its config has no lxc.rootfs.path", container=ref.label)
+            raise ConfigError(_("its config has no lxc.rootfs.path"), container=ref.label)
         try:
             return self.registry.parse_rootfs(value, backend_hint=hint)
         except (ConfigError, NotFound) as exc:

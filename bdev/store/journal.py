@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..fsops import write_atomic
+from ..i18n import _
 
 
 class Journal:
@@ -40,7 +41,9 @@ class Journal:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"the operation journal {path} is unreadable: {exc}") from None
+            raise ConfigError(_(
+                "the operation journal {path} is unreadable: {exc}"
+            ).format(path=path, exc=exc)) from None
         return cls(path, data)
 
     def update(self, **fields: Any) -> None:

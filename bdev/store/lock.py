@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import Busy
+from ..i18n import _
 
 F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
 F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
@@ -73,7 +74,9 @@ def locked_file(path: Path, *, timeout: float = DEFAULT_TIMEOUT, what: str = "",
         delay = 0.01
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
-                raise Busy(f"{what or path} is locked by another process (waited {timeout:g} s)")
+                raise Busy(_(
+                    "{what} is locked by another process (waited {timeout:g} s)"
+                ).format(what=what or path, timeout=timeout))
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
         yield fd

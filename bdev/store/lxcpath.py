@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError, InvalidInput
+from ..i18n import N_, _
 from ..naming import normalize_path, validate_path
 from .config import LxcConfig
 
@@ -121,14 +122,16 @@ def resolve_lxcpath(
     :raises ConfigError: ``lxc.lxcpath`` in ``lxc.conf`` is not an acceptable path.
     """
     if option is not None:
-        return validate_path(option, what="the lxcpath")
+        return validate_path(option, what=N_("the lxcpath"))
     if settings is None:
         settings = global_settings(uid=uid, env=env)
     value = settings.get("lxc.lxcpath") or default_settings(uid=uid, env=env)["lxc.lxcpath"]
     try:
-        return validate_path(value, what="the lxcpath")
+        return validate_path(value, what=N_("the lxcpath"))
     except InvalidInput as exc:  # the configuration, not the user's input, is at fault
-        raise ConfigError(f"{exc.cause} (lxc.lxcpath in {global_config_path(uid=uid, env=env)})") from exc
+        raise ConfigError(_(
+            "{cause} (lxc.lxcpath in {path})"
+        ).format(cause=exc.cause, path=global_config_path(uid=uid, env=env))) from exc
 
 
 def lock_dir(
@@ -158,7 +161,7 @@ def lock_dir(
     elif env.get("HOME"):
         base = Path(env["HOME"]) / ".cache" / "lxc" / "run" / "lxc" / "lock"
     else:
-        raise ConfigError("cannot place container locks: neither XDG_RUNTIME_DIR nor HOME is set")
+        raise ConfigError(_("cannot place container locks: neither XDG_RUNTIME_DIR nor HOME is set"))
     return normalize_path(base / relative) if relative else normalize_path(base)
 
 

@@ -37,6 +37,7 @@ from bdev.idmap import become_root
 from bdev.store.layout import ContainerRef
 
 from . import linux
+from ._i18n import _
 from .init import exit_status
 from .parts import Parts
 from .spec import DEFAULT_PATH
@@ -78,7 +79,8 @@ class AttachOptions:
     def __post_init__(self) -> None:
         for label, value in (("uid", self.uid), ("gid", self.gid)):
             if value is not None and not 0 <= value < 2**32 - 1:
-                raise InvalidInput(f"{label} {value} is not a user or group id (0 to 4294967294)")
+                raise InvalidInput(_("{label} {value} is not a user or group id (0 to 4294967294)").format(
+                    label=label, value=value))
 
 
 def parse_assignments(values: Sequence[str], option: str) -> dict[str, str]:
@@ -90,7 +92,7 @@ def parse_assignments(values: Sequence[str], option: str) -> dict[str, str]:
     for value in values:
         name, sep, val = value.partition("=")
         if not sep or not name:
-            raise InvalidInput(f"{option} {value!r}: expected NAME=VALUE")
+            raise InvalidInput(_("{option} {value!r}: expected NAME=VALUE").format(option=option, value=value))
         out[name] = val
     return out
 
@@ -132,11 +134,12 @@ def attach(ref: ContainerRef, init_pid: int, init_started: str, parts: Parts, ar
     try:
         ns_fds = _open_namespaces(init_pid)
     except OSError as exc:
-        raise BdevError(f"cannot open its namespaces: {exc.strerror}", container=ref.label) from None
+        raise BdevError(_("cannot open its namespaces: {cause}").format(cause=exc.strerror),
+                        container=ref.label) from None
     if process_start_time(init_pid) != init_started:
         for fd in ns_fds:
             os.close(fd)
-        raise BdevError("stopped while attaching", container=ref.label)
+        raise BdevError(_("stopped while attaching"), container=ref.label)
     env = command_environment(options)
     if use_pty and "TERM" not in env and "TERM" in os.environ:
         env["TERM"] = os.environ["TERM"]
@@ -157,13 +160,13 @@ def attach(ref: ContainerRef, init_pid: int, init_started: str, parts: Parts, ar
     message = os.read(pid_r, 4096).decode(errors="replace")
     os.close(pid_r)
     master = None
-    step = "receive the attached process's terminal"
+    step = _("receive the attached process's terminal")
     try:
         if message.startswith("pid "):
             master = _receive_master(fd_parent) if use_pty else None
             if master is not None:
                 _copy_size(0, master)  # before the command starts: it may ask at once
-            step = "put the attached process in its cgroup"
+            step = _("put the attached process in its cgroup")
             parts.cgroup.attach(int(message[4:]))
             os.write(go_w, b"g")
     except (BdevError, OSError) as exc:
@@ -171,7 +174,7 @@ def attach(ref: ContainerRef, init_pid: int, init_started: str, parts: Parts, ar
         if master is not None:
             os.close(master)
         _wait(helper)
-        raise BdevError(f"cannot {step}: {exc}", container=ref.label) from None
+        raise BdevError(_("cannot {step}: {error}").format(step=step, error=exc), container=ref.label) from None
     finally:
         fd_parent.close()
     os.close(go_w)

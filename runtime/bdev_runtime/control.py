@@ -20,6 +20,7 @@ from typing import Any
 from bdev.errors import Busy
 from bdev.store.layout import ContainerRef
 from bdev.store.running import command_socket_name, is_running
+from ._i18n import _
 
 REQUEST_TIMEOUT = 10.0
 MAX_MESSAGE = 65536
@@ -41,7 +42,7 @@ def bind_command_socket(ref: ContainerRef) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise Busy("is already running", container=ref.name) from None
+            raise Busy(_("is already running"), container=ref.name) from None
         raise
     sock.listen(16)
     return sock

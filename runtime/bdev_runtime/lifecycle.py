@@ -27,13 +27,15 @@ from bdev.errors import BdevError, Busy, from_os_error
 from bdev.store.layout import ContainerRef
 from bdev.store.running import is_running
 
-from . import control
+from . import control, lxccmd
+from ._i18n import _
 from .ephemeral import destroy_ephemeral, ephemeral_name
 from .monitor import DEFAULT_STOP_TIMEOUT, Monitor, prepare, release_host_side
-from .state import State, all_records, read_record, remove_record
+from .state import State, all_records, process_start_time, read_record, remove_record
 
 if TYPE_CHECKING:
     from .attach import AttachOptions
+    from .ephemeral import CopyMount
 
 log = logging.getLogger("bdev.runtime")
 
@@ -122,11 +124,15 @@ def sweep_stale(ctx: Context) -> list[ContainerRef]:
 
 @_os_errors_as_sentences
 def info(ctx: Context, ref: ContainerRef) -> Info:
-    """``ref``'s state and init pid.
+    """``ref``'s state and init pid.  While its monitor is still starting it (a slow
+    ``lxc.hook.pre-start``, a rootfs that mounts slowly), the monitor answers no request yet:
+    its record says STARTING, at once.
 
     :raises NotFound: no such container.
     """
     clean_stale(ctx, ref)
+    if _starting(ref):
+        return Info(ref.name, State.STARTING, None, "bdev")
     answer = control.request(ref, "state")
     if answer is not None and answer.get("ok"):
         pid = int(answer.get("init_pid") or 0) or None
@@ -137,22 +143,36 @@ def info(ctx: Context, ref: ContainerRef) -> Info:
     return Info(ref.name, State.STOPPED, None, None)
 
 
+def _starting(ref: ContainerRef) -> bool:
+    """Whether a live monitor of ``ref`` is starting it (its record says so)."""
+    record = read_record(ref)
+    return record is not None and record.state == State.STARTING.value and record.monitor_alive()
+
+
 @_os_errors_as_sentences
 def running_init(ctx: Context, ref: ContainerRef) -> tuple[int, str]:
-    """The host pid and start time of ``ref``'s init, for attaching.
+    """The host pid and start time of ``ref``'s init, for attaching: from its monitor, or
+    for a container real LXC runs, from LXC's command socket (``GET_INIT_PID``).
 
     :raises NotRunning: it is not running (or not yet: still starting).
-    :raises BdevError: real LXC runs it.
+    :raises BdevError: real LXC runs it and does not say its init's pid.
     """
     clean_stale(ctx, ref)
+    if _starting(ref):
+        raise NotRunning(_("is starting, not running yet"), container=ref.label)
     answer = control.request(ref, "state")
     if answer is None or not answer.get("ok"):
         if is_running(ref):
-            raise BdevError("is running under real LXC: use LXC's lxc-attach", container=ref.label)
+            pid = lxccmd.lxc_init_pid(ref)
+            started = process_start_time(pid) if pid else None
+            if pid is None or started is None:
+                raise BdevError(_("is running under real LXC, which does not say its init's pid"),
+                                container=ref.label)
+            return pid, started
         ctx.store.require(ref)
-        raise NotRunning("is not running", container=ref.label)
+        raise NotRunning(_("is not running"), container=ref.label)
     if answer.get("state") != State.RUNNING.value or not answer.get("init_pid"):
-        raise NotRunning(f"is {str(answer.get('state')).lower()}, not running", container=ref.label)
+        raise NotRunning(_("is {state}, not running").format(state=str(answer.get('state')).lower()), container=ref.label)
     return int(answer["init_pid"]), str(answer.get("init_started"))
 
 
@@ -170,6 +190,7 @@ def start(
     console_out: int | None = None,
     console_log: str | None = None,
     init: Sequence[str] | None = None,
+    define: Sequence[tuple[str, str]] = (),
 ) -> int:
     """Start ``ref``: as a daemon (returns 0 once it runs) or in the foreground (returns
     init's exit status once it ended).
@@ -178,6 +199,7 @@ def start(
         caller's terminal is the console instead when standard input is one).
     :param console_log: append the console's output to this file (``lxc.console.logfile``).
     :param init: run this instead of ``lxc.init.cmd``.
+    :param define: (key, value) config assignments for this start only (``lxc-start -s``).
 
     :raises Busy: it runs already (under bdev or real LXC).
     :raises BdevError: anything that keeps it from starting; nothing is left behind.
@@ -186,8 +208,9 @@ def start(
     with ctx.locked(ref):
         clean_stale(ctx, ref)
         if is_running(ref):
-            raise Busy("is already running", container=ref.label)
-        overrides = {"console_log": os.path.abspath(console_log) if console_log else None, "init": list(init or [])}
+            raise Busy(_("is already running"), container=ref.label)
+        overrides = {"console_log": os.path.abspath(console_log) if console_log else None, "init": list(init or []),
+                     "define": [list(pair) for pair in define]}
         prepared = prepare(ctx, ref, **overrides)  # refuse everything before starting anything
         if not foreground:
             _launch_daemon(ref, logfile=logfile, loglevel=loglevel, overrides=overrides)
@@ -202,12 +225,12 @@ def execute(ctx: Context, ref: ContainerRef, command: Sequence[str]) -> int:
     """Run ``command`` in ``ref`` as an application container (``lxc-execute``): a minimal
     init as pid 1, the caller's standard streams; returns the command's exit status."""
     if not command:
-        raise BdevError("no command to execute", container=ref.label)
+        raise BdevError(_("no command to execute"), container=ref.label)
     sweep_stale(ctx)
     with ctx.locked(ref):
         clean_stale(ctx, ref)
         if is_running(ref):
-            raise Busy("is already running", container=ref.label)
+            raise Busy(_("is already running"), container=ref.label)
         prepared = prepare(ctx, ref)
     return _exit_status(Monitor(prepared, command=list(command)).run())
 
@@ -222,6 +245,8 @@ def start_ephemeral(
     keepname: bool = False,
     keepmac: bool = False,
     backend: str | None = None,
+    mounts: "list[CopyMount] | None" = None,
+    tmpfs: bool = False,
     command: Sequence[str] | None = None,
     foreground: bool = False,
     logfile: str | None = None,
@@ -230,8 +255,9 @@ def start_ephemeral(
 ) -> tuple[ContainerRef, int]:
     """Clone ``origin`` copy-on-write and start the clone: as a daemon, in the foreground, or
     running ``command`` as an application container.  Unless ``keep``, the clone is destroyed
-    once it stops (or, after a crash, by the next runtime command).  Returns the clone and the
-    status (:func:`start`'s or the command's).
+    once it stops (or, after a crash, by the next runtime command).  ``mounts`` are added to
+    the clone (``lxc-copy -m``); ``tmpfs`` keeps its changes in memory (``lxc-copy -t``).  Returns the clone and the status (:func:`start`'s or the
+    command's).
 
     :raises BdevError: the clone cannot be made or started (a clone that cannot start is
         destroyed again).
@@ -242,7 +268,7 @@ def start_ephemeral(
     ctx.store.require(origin)
     target = ctx.ref(name or ephemeral_name(origin.name), lxcpath)
     ref = clone_for_run(origin, target.name, lxcpath=target.lxcpath, keep=keep, keepname=keepname, keepmac=keepmac,
-                        backend=backend)
+                        backend=backend, mounts=mounts, tmpfs=tmpfs)
     try:
         if command:
             return ref, execute(ctx, ref, command)
@@ -322,9 +348,9 @@ def stop(ctx: Context, ref: ContainerRef, *, timeout: float = DEFAULT_STOP_TIMEO
     answer = control.request(ref, "stop", timeout=timeout, kill=kill)
     if answer is None:
         if is_running(ref):
-            raise BdevError("is running under real LXC: stop it with LXC's lxc-stop", container=ref.label)
+            raise BdevError(_("is running under real LXC: stop it with LXC's lxc-stop"), container=ref.label)
         ctx.store.require(ref)
-        raise NotRunning("is not running", container=ref.label)
+        raise NotRunning(_("is not running"), container=ref.label)
     if not answer.get("ok", True):
         raise BdevError(str(answer.get("error")), container=ref.label)
     if not wait:
@@ -332,7 +358,7 @@ def stop(ctx: Context, ref: ContainerRef, *, timeout: float = DEFAULT_STOP_TIMEO
     limit = None if timeout < 0 else time.monotonic() + timeout + STOP_GRACE
     while is_running(ref) or _record_alive(ref):
         if limit is not None and time.monotonic() > limit:
-            raise BdevError(f"did not stop within {timeout:g} s", container=ref.label)
+            raise BdevError(_("did not stop within {timeout:g} s").format(timeout=timeout), container=ref.label)
         time.sleep(0.05)
     clean_stale(ctx, ref)
 
@@ -349,20 +375,21 @@ def reboot(ctx: Context, ref: ContainerRef, *, timeout: float = DEFAULT_STOP_TIM
     before = control.request(ref, "reboot")
     if before is None:
         if is_running(ref):
-            raise BdevError("is running under real LXC: reboot it with LXC's lxc-stop -r", container=ref.label)
+            raise BdevError(_("is running under real LXC: reboot it with LXC's lxc-stop -r"), container=ref.label)
         ctx.store.require(ref)
-        raise NotRunning("is not running", container=ref.label)
+        raise NotRunning(_("is not running"), container=ref.label)
     if not before.get("ok"):
         raise NotRunning(str(before.get("error")), container=ref.label)
     limit = time.monotonic() + max(timeout, 0) + STOP_GRACE
     while time.monotonic() < limit:
         now = control.request(ref, "state")
         if now is None:
-            raise BdevError("stopped instead of rebooting (see its log: -o FILE -l DEBUG)", container=ref.label)
+            raise BdevError(_("stopped instead of rebooting (see its log: -o FILE -l DEBUG)"), container=ref.label)
         if now.get("state") == State.RUNNING.value and now.get("init_pid") not in (None, 0, before.get("init_pid")):
             return int(now["init_pid"])
         time.sleep(0.05)
-    raise BdevError(f"did not come back within {timeout:g} s of its reboot signal", container=ref.label)
+    raise BdevError(_("did not come back within {timeout:g} s of its reboot signal").format(timeout=timeout),
+                    container=ref.label)
 
 
 def _record_alive(ref: ContainerRef) -> bool:

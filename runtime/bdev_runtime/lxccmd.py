@@ -10,6 +10,9 @@ client waits until the connection closes, which happens once the container has s
 ``ADD_STATE_CLIENT`` (``lxc-stop``'s clean shutdown and ``lxc-wait``: the connection stays
 open and gets one ``struct lxc_msg`` when the container reaches a state it asked for).
 Anything else is answered ``-ENOSYS``: the client reports a failure instead of hanging.
+
+:func:`request` is the client side, asking a container real LXC runs (its state, its init's
+pid, to stop).
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ import errno
 import os
 import socket
 import struct
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from .control import socket_address
 from .state import State
+
+if TYPE_CHECKING:
+    from bdev.store.layout import ContainerRef
 
 MESSAGE = struct.Struct("@iiP")  # lxc_cmd_req and lxc_cmd_rsp: int, int, void *
 MAX_DATA = 1 << 16
@@ -38,6 +45,44 @@ STATE_MESSAGE = struct.Struct("@i256si")  # struct lxc_msg: type (0: state), nam
 #: ``lxc_state_t``: STOPPED, STARTING, RUNNING, STOPPING (then ABORTING, FREEZING ...).
 STATE_NUMBERS = {State.STOPPED: 0, State.STARTING: 1, State.RUNNING: 2, State.STOPPING: 3}
 _POINTER_MASK = (1 << (8 * struct.calcsize("P"))) - 1
+#: ``struct lxc_cmd_rsp`` read with its pointer-sized field signed (-1: no pid).
+SIGNED_RESPONSE = struct.Struct("@iin")
+REQUEST_TIMEOUT = 5.0
+
+
+# ---------------------------------------------------------------------------- the client side
+
+
+def request(ref: "ContainerRef", command: int, *, wait: float = REQUEST_TIMEOUT) -> tuple[int, int] | None:
+    """Send LXC's ``command`` (no data) to ``ref``'s command socket and return the answer's
+    ``(ret, value)`` (value: the pointer-sized field small results travel in); None when
+    nothing answers (it stopped meanwhile)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(wait)
+    try:
+        sock.connect(socket_address(ref))
+        sock.sendall(MESSAGE.pack(command, 0, 0))
+        answer = b""
+        while len(answer) < SIGNED_RESPONSE.size:
+            chunk = sock.recv(SIGNED_RESPONSE.size - len(answer))
+            if not chunk:
+                return None
+            answer += chunk
+    except (OSError, TimeoutError):
+        return None
+    finally:
+        sock.close()
+    ret, _datalen, value = SIGNED_RESPONSE.unpack(answer)
+    return ret, value
+
+
+def lxc_init_pid(ref: "ContainerRef") -> int | None:
+    """The host pid of the init of ``ref``, which real LXC runs (``GET_INIT_PID``), or None."""
+    answer = request(ref, GET_INIT_PID)
+    return answer[1] if answer is not None and answer[0] >= 0 and answer[1] > 0 else None
+
+
+# ---------------------------------------------------------------------------- the server side
 
 
 class Served(Protocol):

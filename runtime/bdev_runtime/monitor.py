@@ -36,11 +36,13 @@ from bdev.records import Rootfs
 from bdev.store.layout import ContainerRef
 
 from . import control, linux, lxccmd
+from ._i18n import _
 from .ephemeral import destroy_ephemeral
+from .hooks import PRE_START, hook_environment, run_hooks
 from .parts import Parts, plan_parts
 from .rootfs import Terminals
 from .spawn import InitPlan, Spawned, init_environment, mapped_mount_point, spawn, wait_exec
-from .spec import ContainerSpec, container_spec, load_config
+from .spec import ContainerSpec, apply_defines, container_spec, load_config
 from .state import Record, State, process_start_time, remove_record, write_record
 
 log = logging.getLogger("bdev.runtime.monitor")
@@ -66,10 +68,12 @@ class Prepared:
     rootfs: Rootfs
 
 
-def prepare(ctx: Context, ref: ContainerRef, *, console_log: str | None = None, init: Sequence[str] = ()) -> Prepared:
+def prepare(ctx: Context, ref: ContainerRef, *, console_log: str | None = None, init: Sequence[str] = (),
+            define: Sequence[Sequence[str]] = ()) -> Prepared:
     """Read, check and plan everything for starting ``ref``, changing nothing.
 
     :param console_log: overrides ``lxc.console.logfile``; ``init`` overrides ``lxc.init.cmd``.
+    :param define: ``lxc-start -s`` (key, value) pairs applied to the config for this start.
 
     :raises BdevError: the container is missing, its config or rootfs is unusable, or a part
         refuses its config.
@@ -77,25 +81,48 @@ def prepare(ctx: Context, ref: ContainerRef, *, console_log: str | None = None, 
     store, registry = ctx.store, ctx.registry
     store.require(ref)
     config = load_config(ref)
+    try:
+        apply_defines(config, [(key, value) for key, value in define])
+    except BdevError as exc:
+        raise exc.about(container=ref.label) from None
     spec = container_spec(ref, config)
     if console_log or init:
         spec = replace(spec, console_logfile=console_log or spec.console_logfile, init=list(init) or spec.init)
     if spec.idmap is None and os.geteuid() != 0:
-        raise BdevError("has no lxc.idmap, and only root may start a container without a user namespace "
-                        "(give it the lxc.idmap lines of your /etc/subuid and /etc/subgid ranges)", container=ref.label)
+        raise BdevError(_("has no lxc.idmap, and only root may start a container without a user namespace (give it "
+                          "the lxc.idmap lines of your /etc/subuid and /etc/subgid ranges)"), container=ref.label)
     if spec.idmap is not None:
         try:
             check_allowed(spec.idmap)
         except BdevError as exc:
             raise exc.about(container=ref.label) from None
+    if spec.console_path.startswith("/"):
+        os.close(open_console_peer(spec.console_path, ref))  # refused here, before anything starts
     rootfs = store.rootfs_of(ref, config)
     try:
         backend = registry.usable_backend(rootfs.backend)
     except BdevError as exc:
         raise exc.about(container=ref.label) from None
     if not backend.exists(rootfs):
-        raise NotFound(f"its rootfs {rootfs.source} does not exist", container=ref.label, backend=backend.name)
+        raise NotFound(_("its rootfs {source} does not exist").format(source=rootfs.source),
+                       container=ref.label, backend=backend.name)
     return Prepared(ref, spec, plan_parts(ref, config), backend, rootfs)
+
+
+def open_console_peer(path: str, ref: ContainerRef) -> int:
+    """Open ``lxc.console.path`` (``lxc-start -c FILE``), which gets the console's output, as
+    LXC's console peer: a terminal read and written, any other file (which must exist, as
+    with LXC) appended to.
+
+    :raises BdevError: it cannot be opened.
+    """
+    try:
+        flags = os.O_WRONLY | os.O_APPEND if os.path.isfile(path) else os.O_RDWR
+        fd = os.open(path, flags | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BdevError(_("cannot open its console file {path}: {cause}").format(path=path, cause=exc.strerror),
+                        container=ref.label) from None
+    return fd
 
 
 @dataclass
@@ -132,6 +159,7 @@ class Monitor:
     kill_at: float | None = None
     _terminals: list[_Terminal] = field(default_factory=list)
     _console: _Terminal | None = None
+    _console_peer: int | None = None
     _wakeup: tuple[socket.socket, socket.socket] | None = None
     _waiters: list[socket.socket] = field(default_factory=list)
     _state_clients: list[lxccmd.StateClient] = field(default_factory=list)
@@ -213,6 +241,9 @@ class Monitor:
         )
         if self.spec.idmap is not None:
             plan.mount_point = mapped_mount_point(self.ref.label)
+        if self.spec.pre_start_hooks:  # STARTING meanwhile: the record says so (lifecycle.info)
+            run_hooks(self.spec.pre_start_hooks, self.ref,
+                      hook_environment(self.ref, self.prepared.rootfs, str(plan.root_path), PRE_START), PRE_START)
         self.spawned = spawn(plan)
         pid = self.spawned.init_pid
         assert self.record is not None
@@ -238,8 +269,10 @@ class Monitor:
         if self.command is None and not self.use_caller_tty and self.spec.console_path != "none":
             master, slave = os.openpty()
             self._console = _Terminal(master, slave)
+            if self.spec.console_path.startswith("/"):
+                self._console_peer = open_console_peer(self.spec.console_path, self.ref)
         if self.command is None:
-            for _ in range(self.spec.tty_max):
+            for _number in range(self.spec.tty_max):
                 master, slave = os.openpty()
                 self._terminals.append(_Terminal(master, slave))
         owned = [t.path for t in ([self._console] if self._console else []) + self._terminals]
@@ -257,9 +290,10 @@ class Monitor:
         if self.spec.console_logfile:
             with contextlib.suppress(OSError), open(self.spec.console_logfile, "ab") as fh:
                 fh.write(data)
-        if self.console_out is not None:
-            with contextlib.suppress(OSError):
-                os.write(self.console_out, data)
+        for out in (self.console_out, self._console_peer):
+            if out is not None:
+                with contextlib.suppress(OSError):
+                    os.write(out, data)
 
     # ------------------------------------------------------------------ serving
 
@@ -281,6 +315,8 @@ class Monitor:
         selector.register(self._wakeup[0], selectors.EVENT_READ, "signal")
         for terminal in ([self._console] if self._console else []) + self._terminals:
             selector.register(terminal.master, selectors.EVENT_READ, terminal)
+        if self._console is not None and self._console_peer is not None and os.isatty(self._console_peer):
+            selector.register(self._console_peer, selectors.EVENT_READ, "console-input")
         while self.status is None:
             self._reap()
             if self.status is not None:
@@ -289,11 +325,13 @@ class Monitor:
             if self.kill_at is not None and timeout == 0.0:
                 self._kill()
                 self.kill_at = None
-            for key, _ in selector.select(timeout if timeout is None else max(timeout, 0.05)):
+            for key, _events in selector.select(timeout if timeout is None else max(timeout, 0.05)):
                 if key.data == "listen":
                     self._accept(listener)
                 elif key.data == "signal":
                     self._on_signals()
+                elif key.data == "console-input":
+                    self._console_input(selector)
                 else:
                     self._drain(selector, key.data)
         selector.close()
@@ -328,6 +366,19 @@ class Monitor:
             selector.unregister(terminal.master)
         elif terminal is self._console:
             self._console_output(data)
+
+    def _console_input(self, selector: selectors.BaseSelector) -> None:
+        """What is typed on the console terminal (``lxc-start -c /dev/ttyN``) goes to the console."""
+        assert self._console is not None and self._console_peer is not None
+        try:
+            data = os.read(self._console_peer, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            selector.unregister(self._console_peer)
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._console.master, data)
 
     def _accept(self, listener: socket.socket) -> None:
         try:
@@ -445,6 +496,10 @@ class Monitor:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._console, self._terminals = None, []
+        if self._console_peer is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._console_peer)
+            self._console_peer = None
 
     def _finish(self) -> None:
         """After the socket is closed (the container is not running any more): destroy an
@@ -489,11 +544,11 @@ def release_host_side(parts: Parts, wait: float = CLEANUP_WAIT) -> list[str]:
             time.sleep(0.05)
         cgroup.remove()
     except (BdevError, OSError) as exc:
-        problems.append(f"cgroup cleanup: {exc}")
+        problems.append(_("cgroup cleanup: {error}").format(error=exc))
     try:
         parts.network.teardown()
     except (BdevError, OSError) as exc:
-        problems.append(f"network cleanup: {exc}")
+        problems.append(_("network cleanup: {error}").format(error=exc))
     return problems
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from bdev.errors import BdevError
 
 from . import linux
+from ._i18n import _
 from .spec import ContainerSpec, MountSpec
 
 MAX_SYMLINKS = 40
@@ -92,7 +93,7 @@ def resolve_in_root(root: str, path: str) -> str:
             continue
         hops += 1
         if hops > MAX_SYMLINKS:
-            raise SetupError(f"too many symbolic links below the rootfs at {path}")
+            raise SetupError(_("too many symbolic links below the rootfs at {path}").format(path=path))
         link = os.readlink(candidate)
         if link.startswith("/"):
             resolved = []
@@ -158,7 +159,7 @@ def mount_entry(root: str, entry: MountSpec) -> None:
     except OSError as exc:
         if entry.optional:
             return
-        raise SetupError(f"lxc.mount.entry = {entry.text}: {exc.strerror}") from None
+        raise SetupError(_("lxc.mount.entry = {text}: {cause}").format(text=entry.text, cause=exc.strerror)) from None
 
 
 def _mount_proc(root: str, mode: str) -> None:
@@ -279,26 +280,26 @@ def build_root(root: str, spec: ContainerSpec, terminals: Terminals) -> None:
 
     :raises SetupError: a step failed; the sentence names it.
     """
-    step = "making mounts private"
+    step = _("making mounts private")
     try:
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
-        step = "binding the rootfs"
+        step = _("binding the rootfs")
         linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)
         linux.mount(None, root, None, linux.MS_PRIVATE)
         proc, sys_, cgroup = spec.auto("proc"), spec.auto("sys"), spec.auto("cgroup")
         if proc:
-            step = "mounting /proc"
+            step = _("mounting /proc")
             _mount_proc(root, proc)
         if sys_:
-            step = "mounting /sys"
+            step = _("mounting /sys")
             _mount_sys(root, sys_)
         if cgroup:
-            step = "mounting the cgroup hierarchies"
+            step = _("mounting the cgroup hierarchies")
             _mount_cgroups(root, cgroup)
-        step = "setting up /dev"
+        step = _("setting up /dev")
         _fill_dev(root, spec, terminals)
     except OSError as exc:
-        raise SetupError(f"{step} failed: {exc.strerror}") from None
+        raise SetupError(_("{step} failed: {cause}").format(step=step, cause=exc.strerror)) from None
     for entry in spec.mounts:
         mount_entry(root, entry)
 
@@ -315,7 +316,7 @@ def enter_root(root: str) -> None:
         linux.umount2(".", linux.MNT_DETACH)
         os.chdir("/")
     except OSError as exc:
-        raise SetupError(f"pivot_root into the rootfs failed: {exc.strerror}") from None
+        raise SetupError(_("pivot_root into the rootfs failed: {cause}").format(cause=exc.strerror)) from None
 
 
 def set_hostname(name: str) -> None:
@@ -323,11 +324,12 @@ def set_hostname(name: str) -> None:
     try:
         linux.sethostname(name)
     except OSError as exc:
-        raise SetupError(f"setting the host name {name!r} failed: {exc.strerror}") from None
+        raise SetupError(_("setting the host name {name!r} failed: {cause}").format(
+            name=name, cause=exc.strerror)) from None
 
 
 def exec_error(argv: Sequence[str], exc: OSError) -> str:
     """The sentence for an init that cannot be run inside the rootfs."""
     if exc.errno == errno.ENOENT:
-        return f"the rootfs has no {argv[0]} to run as init (lxc.init.cmd)"
-    return f"cannot run {argv[0]} in the container: {exc.strerror}"
+        return _("the rootfs has no {argv} to run as init (lxc.init.cmd)").format(argv=argv[0])
+    return _("cannot run {argv} in the container: {cause}").format(argv=argv[0], cause=exc.strerror)

@@ -36,6 +36,8 @@ from bdev.idmap import become_root
 from bdev.records import Rootfs
 
 from . import linux, rootfs as rootfs_setup
+from .hooks import PRE_MOUNT, hook_environment, run_hooks
+from ._i18n import _
 from .init import exit_status, run_init
 from .parts import Parts
 from .spec import DEFAULT_PATH, ContainerSpec
@@ -74,8 +76,9 @@ def mapped_mount_point(container: str) -> Path:
         with contextlib.suppress(OSError):
             if candidate.is_dir() and searchable_by_all(candidate):
                 return candidate
-    raise BdevError(f"an unprivileged container needs a rootfs mount point every user can search, and "
-                    f"{rootfs_mount_point()} is private and {SYSTEM_MOUNT_POINT} missing (root creates it)",
+    raise BdevError(_("an unprivileged container needs a rootfs mount point every user can search, and "
+                      "{rootfs_mount_point} is private and {system_mount_point} missing (root creates it)").format(
+        rootfs_mount_point=rootfs_mount_point(), system_mount_point=SYSTEM_MOUNT_POINT),
                     container=container)
 
 
@@ -108,6 +111,13 @@ class InitPlan:
     @property
     def argv(self) -> list[str]:
         return list(self.command) if self.command else list(self.spec.init)
+
+    @property
+    def root_path(self) -> Path:
+        """Where the container's rootfs is seen in its mount namespace (``LXC_ROOTFS_MOUNT``):
+        its own directory, or :attr:`mount_point` when it has none or is mapped."""
+        direct = self.backend.data_path(self.rootfs)
+        return Path(direct) if direct is not None and self.spec.idmap is None else self.mount_point
 
 
 @dataclass
@@ -244,13 +254,17 @@ def _reset_signals() -> None:
 
 
 def _mount_rootfs(plan: InitPlan) -> str:
-    """Mount the rootfs in this mount namespace; returns where it is.
+    """Mount the rootfs in this mount namespace (after the ``lxc.hook.pre-mount`` hooks);
+    returns where it is.
 
     A mapped container's root cannot be trusted to search the directories above its rootfs
     (the lxcpath may be private to its owner): its rootfs is bound onto the shared, searchable
     mount point while this process still has the caller's ids.
     """
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+    if plan.spec.pre_mount_hooks:  # here, after the slave remount: what they mount stays in this namespace
+        run_hooks(plan.spec.pre_mount_hooks, plan.spec.ref,
+                  hook_environment(plan.spec.ref, plan.rootfs, str(plan.root_path), PRE_MOUNT), PRE_MOUNT)
     direct = plan.backend.data_path(plan.rootfs)
     if direct is not None and plan.spec.idmap is None:
         return str(direct)

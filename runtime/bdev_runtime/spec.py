@@ -13,17 +13,20 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bdev.errors import ConfigError
+from bdev.errors import ConfigError, InvalidInput
 from bdev.idmap import IdMap, parse_idmaps
 from bdev.store.config import LxcConfig
 from bdev.store.layout import ContainerRef
 
 from . import linux
+from ._i18n import _
 
 INCLUDE_KEY = "lxc.include"
+CONSOLE_PATH_KEY = "lxc.console.path"
 MAX_INCLUDE_DEPTH = 8
 DEFAULT_INIT = "/sbin/init"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -76,13 +79,41 @@ def load_config(ref: ContainerRef) -> LxcConfig:
     return LxcConfig.parse(_expanded(ref.config_path, ref, 0), source=str(ref.config_path))
 
 
+def parse_define(text: str) -> tuple[str, str]:
+    """``lxc-start -s KEY=VAL``: the key and the value (whitespace around them dropped).
+
+    :raises InvalidInput: no ``=``, or a key that is not an ``lxc.`` key.
+    """
+    key, equals, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not equals or not key.startswith("lxc.") or len(key) <= len("lxc.") or any(c.isspace() for c in key):
+        raise InvalidInput(_("-s {text!r}: expected KEY=VALUE with an lxc. configuration key").format(text=text))
+    return key, value
+
+
+def apply_defines(config: LxcConfig, defines: Sequence[tuple[str, str]]) -> None:
+    """Apply ``-s`` assignments to ``config`` (in memory) as LXC does: a single-valued key
+    takes the new value (the last line wins), a list key (``lxc.mount.entry``,
+    ``lxc.cap.drop`` ...) gets one more, and an empty value clears the key.
+
+    :raises InvalidInput: a value that would break the config's line structure.
+    """
+    for key, value in defines:
+        if value:
+            config.append(key, value)
+        else:
+            config.remove(key)
+
+
 def _expanded(path: Path, ref: ContainerRef, depth: int) -> str:
     if depth > MAX_INCLUDE_DEPTH:
-        raise ConfigError(f"lxc.include nests deeper than {MAX_INCLUDE_DEPTH} files at {path}", container=ref.label)
+        raise ConfigError(_("lxc.include nests deeper than {max_include_depth} files at {path}").format(
+            max_include_depth=MAX_INCLUDE_DEPTH, path=path), container=ref.label)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", container=ref.label) from None
+        raise ConfigError(_("cannot read {path}: {cause}").format(path=path, cause=exc.strerror),
+                          container=ref.label) from None
     out = []
     for line in text.splitlines(keepends=True):
         parsed = LxcConfig.parse(line)
@@ -115,10 +146,11 @@ def parse_signal(value: str, key: str) -> int:
         else:
             member = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
             if member is None:
-                raise ConfigError(f"{key} = {value}: not a signal name or number")
+                raise ConfigError(_("{key} = {value}: not a signal name or number").format(key=key, value=value))
             number = int(member)
     if not 0 < number < signal.NSIG:
-        raise ConfigError(f"{key} = {value}: signal numbers go from 1 to {signal.NSIG - 1}")
+        raise ConfigError(_("{key} = {value}: signal numbers go from 1 to {value2}").format(
+            key=key, value=value, value2=signal.NSIG - 1))
     return number
 
 
@@ -127,7 +159,7 @@ def _count(config: LxcConfig, key: str, default: int, legacy: str | None = None)
     if value is None or value == "":
         return default
     if not value.isdigit():
-        raise ConfigError(f"{key} = {value}: not a number")
+        raise ConfigError(_("{key} = {value}: not a number").format(key=key, value=value))
     return int(value)
 
 
@@ -136,7 +168,7 @@ def _flag(config: LxcConfig, key: str, default: bool) -> bool:
     if value is None or value == "":
         return default
     if value not in ("0", "1"):
-        raise ConfigError(f"{key} = {value}: use 0 or 1")
+        raise ConfigError(_("{key} = {value}: use 0 or 1").format(key=key, value=value))
     return value == "1"
 
 
@@ -179,7 +211,8 @@ def parse_mount_entry(text: str, key: str = "lxc.mount.entry") -> MountSpec:
     """
     fields = text.split()
     if len(fields) < 4:
-        raise ConfigError(f"{key} = {text}: needs at least source, target, type and options")
+        raise ConfigError(_("{key} = {text}: needs at least source, target, type and options").format(
+            key=key, text=text))
     source, target, fstype, options = (_unescape_fstab(f) for f in fields[:4])
     flags = propagation = 0
     data: list[str] = []
@@ -194,7 +227,8 @@ def parse_mount_entry(text: str, key: str = "lxc.mount.entry") -> MountSpec:
         elif option.startswith("create="):
             create = option[len("create="):]
             if create not in ("dir", "file"):
-                raise ConfigError(f"{key} = {text}: create= takes dir or file, not {create!r}")
+                raise ConfigError(_("{key} = {text}: create= takes dir or file, not {create!r}").format(
+                    key=key, text=text, create=create))
         elif option == "optional":
             optional = True
         elif option and not option.startswith(("idmap=", "x-")):
@@ -210,7 +244,8 @@ def _fstab_entries(config: LxcConfig, ref: ContainerRef) -> list[MountSpec]:
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
-        raise ConfigError(f"lxc.mount.fstab = {fstab}: cannot read it ({exc.strerror})", container=ref.label) from None
+        raise ConfigError(_("lxc.mount.fstab = {fstab}: cannot read it ({cause})").format(
+            fstab=fstab, cause=exc.strerror), container=ref.label) from None
     return [parse_mount_entry(line, "lxc.mount.fstab") for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -226,8 +261,9 @@ def parse_mount_auto(values: list[str]) -> frozenset[str]:
             continue
         for word in value.split():
             if word not in AUTO_ALL:
-                raise ConfigError(f"lxc.mount.auto: unknown value {word!r} (known: proc:mixed, proc:rw, sys:ro, "
-                                  "sys:mixed, sys:rw, cgroup[:mixed|:ro|:rw], cgroup-full[...], shmounts)")
+                raise ConfigError(_("lxc.mount.auto: unknown value {word!r} (known: proc:mixed, proc:rw, sys:ro, "
+                                    "sys:mixed, sys:rw, cgroup[:mixed|:ro|:rw], cgroup-full[...], shmounts)").format(
+                    word=word))
             words.add(word)
     return frozenset(words)
 
@@ -238,7 +274,7 @@ def _environment(values: list[str]) -> dict[str, str]:
         name, sep, val = value.partition("=")
         name = name.strip()
         if not name:
-            raise ConfigError(f"lxc.environment = {value}: expected NAME=VALUE or NAME")
+            raise ConfigError(_("lxc.environment = {value}: expected NAME=VALUE or NAME").format(value=value))
         if sep:
             env[name] = val
         elif name in os.environ:  # LXC 5: a bare name passes the host's value
@@ -251,9 +287,9 @@ def _init_command(config: LxcConfig) -> list[str]:
     try:
         argv = shlex.split(value)
     except ValueError as exc:
-        raise ConfigError(f"lxc.init.cmd = {value}: {exc}") from None
+        raise ConfigError(_("lxc.init.cmd = {value}: {error}").format(value=value, error=exc)) from None
     if not argv:
-        raise ConfigError("lxc.init.cmd is empty")
+        raise ConfigError(_("lxc.init.cmd is empty"))
     return argv
 
 
@@ -262,7 +298,7 @@ def _optional_id(config: LxcConfig, key: str) -> int | None:
     if value is None or value == "":
         return None
     if not value.isdigit():
-        raise ConfigError(f"{key} = {value}: not a numeric id")
+        raise ConfigError(_("{key} = {value}: not a numeric id").format(key=key, value=value))
     return int(value)
 
 
@@ -275,6 +311,9 @@ class ContainerSpec:
     :param console_path: ``lxc.console.path``; ``none`` means no console device.
     :param console_logfile: where the console's output is copied (``lxc.console.logfile``).
     :param ephemeral: destroy the container once it stopped (``lxc.ephemeral = 1``).
+    :param pre_start_hooks: ``lxc.hook.pre-start`` command lines, run on the host first.
+    :param pre_mount_hooks: ``lxc.hook.pre-mount`` command lines, run in the container's
+        mount namespace before its rootfs is mounted.
     """
 
     ref: ContainerRef
@@ -295,6 +334,8 @@ class ContainerSpec:
     console_path: str
     console_logfile: str | None
     ephemeral: bool = False
+    pre_start_hooks: list[str] = field(default_factory=list)
+    pre_mount_hooks: list[str] = field(default_factory=list)
     idmaps: list[str] = field(default_factory=list)
     idmap: IdMap | None = None
 
@@ -318,7 +359,7 @@ def container_spec(ref: ContainerRef, config: LxcConfig) -> ContainerSpec:
     try:
         hostname = config.uts_name() or ref.name
         if len(hostname.encode()) > 64:
-            raise ConfigError(f"lxc.uts.name {hostname!r} is longer than 64 bytes")
+            raise ConfigError(_("lxc.uts.name {hostname!r} is longer than 64 bytes").format(hostname=hostname))
         return ContainerSpec(
             ref=ref,
             hostname=hostname,
@@ -338,7 +379,9 @@ def container_spec(ref: ContainerRef, config: LxcConfig) -> ContainerSpec:
                                        "lxc.signal.reboot"),
             tty_max=_count(config, "lxc.tty.max", 0, "lxc.tty"),
             pty_max=_count(config, "lxc.pty.max", 0, "lxc.pts"),
-            console_path=config.get("lxc.console.path") or config.get("lxc.console") or "auto",
+            console_path=config.get(CONSOLE_PATH_KEY) or config.get("lxc.console") or "auto",
+            pre_start_hooks=[hook for hook in config.get_all("lxc.hook.pre-start") if hook.strip()],
+            pre_mount_hooks=[hook for hook in config.get_all("lxc.hook.pre-mount") if hook.strip()],
             console_logfile=config.get("lxc.console.logfile") or None,
             ephemeral=_flag(config, "lxc.ephemeral", False),
             idmaps=config.get_all("lxc.idmap") + config.get_all("lxc.id_map"),

@@ -1,8 +1,8 @@
 """A container's live state, whoever runs it: bdev's monitor or real LXC.
 
 bdev's monitor answers its own protocol (:mod:`.control`); a container real LXC runs is asked
-in LXC's command protocol (the one :mod:`.lxccmd` serves): ``GET_STATE`` and
-``GET_INIT_PID``, as ``lxc-info`` does.  The addresses are read in the init's network
+in LXC's command protocol (:func:`.lxccmd.request`): ``GET_STATE`` and ``GET_INIT_PID``, as
+``lxc-info`` does.  The addresses are read in the init's network
 namespace (:mod:`.addresses`), so they are shown for both.  bdev's core asks here (lazily,
 through :mod:`bdev.runtime`) for ``bdev info``, ``bdev ls``, ``lxc-ls -f`` and the Python
 API, and stops a container here before ``lxc-destroy -f`` destroys it.
@@ -11,8 +11,7 @@ API, and stops a container here before ``lxc-destroy -f`` destroys it.
 from __future__ import annotations
 
 import contextlib
-import socket
-import struct
+import os
 import time
 from dataclasses import dataclass
 
@@ -21,14 +20,12 @@ from bdev.errors import BdevError
 from bdev.store.layout import ContainerRef
 from bdev.store.running import is_running
 
-from . import control, lifecycle, lxccmd
+from . import lifecycle, lxccmd
+from ._i18n import _
 from .addresses import container_addresses
 from .state import State
 
-LXC_REQUEST_TIMEOUT = 5.0
 STOP_WAIT = 30.0
-#: ``struct lxc_cmd_rsp`` read with its pointer-sized field signed (-1: no pid).
-SIGNED_RESPONSE = struct.Struct("@iin")
 _NUMBERS_TO_STATES = {number: state for state, number in lxccmd.STATE_NUMBERS.items()}
 
 
@@ -56,38 +53,13 @@ class Status:
             return []
 
 
-def lxc_request(ref: ContainerRef, command: int, *, wait: float = LXC_REQUEST_TIMEOUT) -> tuple[int, int] | None:
-    """Send LXC's ``command`` (no data) to ``ref``'s command socket and return the answer's
-    ``(ret, value)`` (value: the pointer-sized field small results travel in); None when
-    nothing answers (it stopped meanwhile)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    sock.settimeout(wait)
-    try:
-        sock.connect(control.socket_address(ref))
-        sock.sendall(lxccmd.MESSAGE.pack(command, 0, 0))
-        answer = b""
-        while len(answer) < SIGNED_RESPONSE.size:
-            chunk = sock.recv(SIGNED_RESPONSE.size - len(answer))
-            if not chunk:
-                return None
-            answer += chunk
-    except (OSError, TimeoutError):
-        return None
-    finally:
-        sock.close()
-    ret, _datalen, value = SIGNED_RESPONSE.unpack(answer)
-    return ret, value
-
-
 def _lxc_status(ref: ContainerRef) -> Status:
     """The status of a container real LXC runs, in LXC's own protocol."""
-    state_answer = lxc_request(ref, lxccmd.GET_STATE)
+    state_answer = lxccmd.request(ref, lxccmd.GET_STATE)
     if state_answer is None or state_answer[0] < 0:
         return Status(ref.name, State.RUNNING if is_running(ref) else State.STOPPED, None, "lxc")
     state = _NUMBERS_TO_STATES.get(state_answer[1], State.RUNNING)  # FROZEN and the like: it runs
-    pid_answer = lxc_request(ref, lxccmd.GET_INIT_PID)
-    pid = pid_answer[1] if pid_answer is not None and pid_answer[0] >= 0 and pid_answer[1] > 0 else None
-    return Status(ref.name, state, pid, "lxc")
+    return Status(ref.name, state, lxccmd.lxc_init_pid(ref), "lxc")
 
 
 def status(ctx: Context, ref: ContainerRef) -> Status:
@@ -99,6 +71,19 @@ def status(ctx: Context, ref: ContainerRef) -> Status:
     if info.managed_by == "lxc":
         return _lxc_status(ref)
     return Status(ref.name, info.state, info.init_pid if info.state is not State.STOPPED else None, info.managed_by)
+
+
+def memory_usage(lxcpath: str | os.PathLike[str], name: str) -> tuple[int | None, int | None]:
+    """``(memory, swap)`` bytes the running container ``name`` of ``lxcpath`` uses (its
+    cgroup, under bdev's runtime or real LXC: ``lxc.payload.<name>``); None where unknown."""
+    from .cgroups import container_cgroup
+    from .spec import load_config
+
+    ref = lifecycle.context_for(lxcpath).ref(name)
+    try:
+        return container_cgroup(ref, load_config(ref)).memory_usage()
+    except (BdevError, OSError):
+        return None, None
 
 
 def stop_now(ctx: Context, ref: ContainerRef, *, wait: float = STOP_WAIT) -> None:
@@ -115,11 +100,11 @@ def stop_now(ctx: Context, ref: ContainerRef, *, wait: float = STOP_WAIT) -> Non
         return
     if current.managed_by != "lxc":
         return
-    answer = lxc_request(ref, lxccmd.STOP, wait=wait)
+    answer = lxccmd.request(ref, lxccmd.STOP, wait=wait)
     if answer is not None and answer[0] < 0:
-        raise BdevError(f"real LXC refused to stop it (error {-answer[0]})", container=ref.label)
+        raise BdevError(_("real LXC refused to stop it (error {value})").format(value=-answer[0]), container=ref.label)
     deadline = time.monotonic() + wait
     while is_running(ref):
         if time.monotonic() > deadline:
-            raise BdevError(f"real LXC did not stop it within {wait:g} s", container=ref.label)
+            raise BdevError(_("real LXC did not stop it within {wait:g} s").format(wait=wait), container=ref.label)
         time.sleep(0.05)

@@ -32,7 +32,7 @@ from bdev_runtime.spec import load_config
 from bdev_runtime.state import State, read_record
 
 from runtime_helpers import Runtime, processes_in_container_dir, wait_until
-from test_runtime_cli import VENV_BIN, real
+from test_runtime_cli import VENV_BIN, real, real_start
 
 pytestmark = [pytest.mark.root]
 
@@ -160,11 +160,8 @@ def test_the_python_api_starts_stops_and_attaches_as_python3_lxc_names_them(runt
 def test_a_container_real_lxc_runs_shows_its_state_pid_and_addresses_and_destroy_f_stops_it(runtime: Runtime) -> None:
     runtime.create("r1", config=[("lxc.apparmor.profile", "unconfined")])
     lp = runtime.lxcpath
-    started = real("lxc-start", "-n", "r1", "-P", lp)
-    assert started.returncode == 0, started.stderr
     try:
-        assert wait_until(lambda: "RUNNING" in real("lxc-info", "-n", "r1", "-P", lp, "-s").stdout)
-        real_pid = int(real("lxc-info", "-n", "r1", "-P", lp, "-p", "-H").stdout.split()[-1])
+        real_pid = real_start(lp, "r1")
         added = real("lxc-attach", "-n", "r1", "-P", lp, "--", "/bin/sh", "-c", "ip addr add 192.0.2.9/32 dev lo")
         assert added.returncode == 0, added.stderr
         container = Container("r1", lp)

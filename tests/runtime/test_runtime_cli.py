@@ -36,6 +36,14 @@ def real(prog: str, *args: object) -> subprocess.CompletedProcess[str]:
                           stdin=subprocess.DEVNULL)
 
 
+def real_start(lxcpath: Path, name: str) -> int:
+    """Start ``name`` with real LXC's ``lxc-start``; its init's pid once LXC says RUNNING."""
+    started = real("lxc-start", "-n", name, "-P", lxcpath)
+    assert started.returncode == 0, started.stderr
+    assert wait_until(lambda: "RUNNING" in real("lxc-info", "-n", name, "-P", lxcpath, "-s").stdout)
+    return int(real("lxc-info", "-n", name, "-P", lxcpath, "-p", "-H").stdout.split()[-1])
+
+
 def test_lxc_commands_start_attach_info_stop(runtime: Runtime) -> None:
     runtime.create("c1")
     lp = runtime.lxcpath

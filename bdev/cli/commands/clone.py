@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import click
 
+from ...i18n import N_, _, option
 from .. import options as opts
+from ..completion import backend_names, container_names
 from ..session import get_session
 
 
-@click.command("clone")
-@click.argument("orig")
+@click.command("clone", help=N_("Clone container ORIG into NEW."))
+@click.argument("orig", shell_complete=container_names)
 @click.argument("new")
-@click.option("-s", "--snapshot", is_flag=True, help="Make a copy-on-write clone; refused if the backend cannot.")
-@click.option("--allow-copy", is_flag=True,
-              help="With -s (implied): fall back to a full copy when a snapshot is impossible.")
-@click.option("-B", "--backend", "backend_text", metavar="BACKEND", help="Backend of the clone (default: the origin's).")
-@click.option("-K", "--keepname", is_flag=True, help="Keep the hostname (lxc.uts.name and /etc/hostname).")
-@click.option("-M", "--keepmac", is_flag=True, help="Keep MAC addresses instead of making new random ones.")
-@click.option("--fssize", metavar="SIZE", help="Size for a block-backed clone: bytes, or with a K/M/G/T suffix.")
-@click.option("--to-lxcpath", metavar="PATH", help="Create the clone in this lxcpath (default: the origin's).")
-@click.option("-O", "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
+@option("-s", "--snapshot", is_flag=True, help=N_("Make a copy-on-write clone; refused if the backend cannot."))
+@option("--allow-copy", is_flag=True,
+              help=N_("With -s (implied): fall back to a full copy when a snapshot is impossible."))
+@option("-B", "--backend", "backend_text", metavar="BACKEND", shell_complete=backend_names, help=N_(
+    "Backend of the clone (default: the origin's)."
+))
+@option("-K", "--keepname", is_flag=True, help=N_("Keep the hostname (lxc.uts.name and /etc/hostname)."))
+@option("-M", "--keepmac", is_flag=True, help=N_("Keep MAC addresses instead of making new random ones."))
+@option("--fssize", metavar="SIZE", help=N_("Size for a block-backed clone: bytes, or with a K/M/G/T suffix."))
+@option("--to-lxcpath", metavar="PATH", help=N_("Create the clone in this lxcpath (default: the origin's)."))
+@option("-O", "--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
               callback=opts.backend_option, help=opts.BACKEND_OPTION_HELP)
 def clone(
     orig: str,
@@ -40,7 +44,7 @@ def clone(
     if isinstance(backend, list):
         from ...errors import InvalidInput
 
-        raise InvalidInput("a clone takes one backend, not a list")
+        raise InvalidInput(_("a clone takes one backend, not a list"))
     options = opts.create_options(None, size, backend_options)
     origin = session.container(orig)
     session.container(new, to_lxcpath)  # validates NEW before anything happens
@@ -53,5 +57,5 @@ def clone(
         keepname=keepname,
         keepmac=keepmac,
         options=options,
-        progress=session.progress(f"cloning {orig} to {new}"),
+        progress=session.progress(_("cloning {orig} to {new}").format(orig=orig, new=new)),
     )

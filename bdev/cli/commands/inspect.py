@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ...i18n import N_, _
 from ...errors import BdevError, NotFound
+from ..completion import container_names
 from ..listing import Listed, containers, describe_or_error
 from ..output import emit_json, format_option, table
 from ..session import get_session
@@ -46,7 +48,13 @@ def _origin(container: "Container") -> "Container | None":
         return None
 
 
-@click.command("ls")
+@click.command("ls", help=N_(
+    "List the containers of the lxcpath.\n\n"
+    'JSON: {"lxcpath": PATH, "containers": [{"name", "state" ("STOPPED", "STARTING", "RUNNING", "STOPPING"; with no '
+    'bdev-runtime installed only "RUNNING" or "STOPPED"), "backend", "rootfs" (lxc.rootfs.path value), "origin" '
+    '({"name", "lxcpath"} or null), "autostart" (bool), "groups" (list), "unprivileged" (bool), "error" (why the '
+    "storage could not be read, or null)}]}."
+))
 @format_option
 def ls(output_format: str) -> None:
     """List the containers of the lxcpath.
@@ -103,8 +111,15 @@ def _usage(container: "Container") -> dict[str, Any]:
     return {"used_bytes": usage.used_bytes, "limit_bytes": usage.limit_bytes, "note": usage.note or None}
 
 
-@click.command("info")
-@click.argument("name")
+@click.command("info", help=N_(
+    "Show container NAME: its state, init pid and addresses while it runs, and its storage: rootfs, backend, usage, "
+    "origin, dependents, snapshots.\n\n"
+    'JSON: {"name", "lxcpath", "directory", "config", "state" (as in `bdev ls`), "init_pid" (the host pid of its '
+    'init, or null), "ips" (its addresses, no loopback), "rootfs", "backend", "error", "usage": {"used_bytes", '
+    '"limit_bytes", "note"}, "origin" ({"name", "lxcpath"} or null), "dependents": [{"name", "lxcpath"}], '
+    '"snapshots": [as in `bdev snapshot list`]}.'
+))
+@click.argument("name", shell_complete=container_names)
 @format_option
 def info(name: str, output_format: str) -> None:
     """Show container NAME: its state, init pid and addresses while it runs, and its storage:
@@ -119,7 +134,7 @@ def info(name: str, output_format: str) -> None:
     session = get_session()
     container = session.container(name)
     if not container.defined:
-        raise NotFound(f"no such container in {container.lxcpath}", container=container.name)
+        raise NotFound(_("no such container in {lxcpath}").format(lxcpath=container.lxcpath), container=container.name)
     backend, rootfs, error = _storage(container)
     usage = _usage(container) if error is None else {"used_bytes": None, "limit_bytes": None, "note": None}
     origin = _origin(container)

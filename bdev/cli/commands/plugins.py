@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ...i18n import N_
 from ..output import emit_json, format_option, table
 from ..session import Session, get_session
 
@@ -90,7 +91,20 @@ def _from(record: dict[str, Any]) -> str:
     return f"{record['distribution']} {record['version'] or ''}".rstrip()
 
 
-@click.command("backends")
+@click.command(
+    "backends",
+    short_help=N_("List the backends, whether each is usable here and why not."),
+    help=N_(
+        "List every backend the plugins offer, whether it is usable here and why not, its capabilities and "
+        "implementation; then any plugin problems.\n\n"
+        'JSON: {"backends": [{"name", "aliases", "description", "usable" (bool), "unavailable_reasons" '
+        '(list), "capabilities" (list of flags), "unprivileged" (what an ordinary user may do with it, one '
+        'sentence), "implementation" (or null), "requires": [{"kind" (tool, python-module, '
+        'kernel-filesystem), "name", "package" (or null), "optional", "met"}], "plugin" (entry-point name), '
+        '"distribution" (or null), "version" (or null)}], "plugins": [{"name", "distribution", "version", '
+        '"status" (loaded, disabled, failed)}], "problems": [{"plugin", "message"}]}.'
+    ),
+)
 @format_option
 def backends(output_format: str) -> None:
     """List every backend the plugins offer, whether it is usable here and why not, its
@@ -143,7 +157,10 @@ def backends(output_format: str) -> None:
             click.echo(f"  {problem}")
 
 
-@click.command("templates")
+@click.command("templates", help=N_(
+    "List the templates the plugins offer (bdev create -t NAME).\n\n"
+    'JSON: {"templates": [{"name", "description", "plugin", "usage"}]}.'
+))
 @format_option
 def templates(output_format: str) -> None:
     """List the templates the plugins offer (bdev create -t NAME).

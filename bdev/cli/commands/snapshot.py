@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ...i18n import N_, _, option
 from ...errors import InvalidInput
+from ..completion import container_names, snapshot_names
 from ..output import emit_json, format_option, table
 from ..session import get_session
 
@@ -14,26 +16,28 @@ if TYPE_CHECKING:
     from ...api import SnapshotInfo
 
 
-@click.group("snapshot")
+@click.group("snapshot", help=N_("Snapshots of a container (kept in <lxcpath>/<name>/snaps, as LXC keeps them)."))
 def snapshot() -> None:
     """Snapshots of a container (kept in <lxcpath>/<name>/snaps, as LXC keeps them)."""
 
 
-@snapshot.command("create")
-@click.argument("name")
-@click.option("-c", "--comment", metavar="TEXT", help="A comment stored with the snapshot.")
-@click.option("--comment-file", metavar="FILE", help="A file whose text is the comment (LXC's -c).")
+@snapshot.command("create", help=N_("Snapshot container NAME; prints the new snapshot's name (snapN) on stdout."))
+@click.argument("name", shell_complete=container_names)
+@option("-c", "--comment", metavar="TEXT", help=N_("A comment stored with the snapshot."))
+@option("--comment-file", metavar="FILE", help=N_("A file whose text is the comment (LXC's -c)."))
 def create(name: str, comment: str | None, comment_file: str | None) -> None:
     """Snapshot container NAME; prints the new snapshot's name (snapN) on stdout."""
     if comment is not None and comment_file is not None:
-        raise click.UsageError("give either --comment or --comment-file, not both")
+        raise click.UsageError(_("give either --comment or --comment-file, not both"))
     session = get_session()
     if comment_file is not None:
         from ..options import existing_file
 
-        existing_file(comment_file, "comment file")
+        existing_file(comment_file, N_("comment file"))
     container = session.container(name)
-    snapname = container.snapshot(comment, comment_file=comment_file, progress=session.progress(f"snapshotting {name}"))
+    snapname = container.snapshot(comment, comment_file=comment_file, progress=session.progress(_(
+        "snapshotting {name}"
+    ).format(name=name)))
     click.echo(snapname)
 
 
@@ -57,8 +61,11 @@ def first_line(text: str | None) -> str | None:
     return None
 
 
-@snapshot.command("list")
-@click.argument("name")
+@snapshot.command("list", help=N_(
+    "List the snapshots of container NAME.\n\n"
+    'JSON: {"container": NAME, "lxcpath": PATH, "snapshots": [{"name", "path", "timestamp" ("YYYY:MM:DD HH:MM:SS", '
+    'local time), "comment" (text or null), "rootfs" (lxc.rootfs.path value or null), "backend"}]}.'))
+@click.argument("name", shell_complete=container_names)
 @format_option
 def list_(name: str, output_format: str) -> None:
     """List the snapshots of container NAME.
@@ -84,9 +91,11 @@ def list_(name: str, output_format: str) -> None:
     click.echo(table(("NAME", "TIMESTAMP", "BACKEND", "COMMENT"), rows))
 
 
-@snapshot.command("restore")
-@click.argument("name")
-@click.argument("snap")
+@snapshot.command("restore", help=N_(
+    "Restore snapshot SNAP of NAME: in place (atomically) or, given NEWNAME, as a new container."
+))
+@click.argument("name", shell_complete=container_names)
+@click.argument("snap", shell_complete=snapshot_names)
 @click.argument("newname", required=False)
 def restore(name: str, snap: str, newname: str | None) -> None:
     """Restore snapshot SNAP of NAME: in place (atomically) or, given NEWNAME, as a new
@@ -95,22 +104,22 @@ def restore(name: str, snap: str, newname: str | None) -> None:
     container = session.container(name)
     if newname is not None:
         session.container(newname)  # validate before anything happens
-    container.snapshot_restore(snap, newname, progress=session.progress(f"restoring {snap}"))
+    container.snapshot_restore(snap, newname, progress=session.progress(_("restoring {snap}").format(snap=snap)))
 
 
-@snapshot.command("destroy")
-@click.argument("name")
-@click.argument("snap", required=False)
-@click.option("--all", "all_", is_flag=True, help="Destroy every snapshot of NAME.")
+@snapshot.command("destroy", help=N_("Destroy snapshot SNAP of NAME, or all its snapshots with --all."))
+@click.argument("name", shell_complete=container_names)
+@click.argument("snap", required=False, shell_complete=snapshot_names)
+@option("--all", "all_", is_flag=True, help=N_("Destroy every snapshot of NAME."))
 def destroy(name: str, snap: str | None, all_: bool) -> None:
     """Destroy snapshot SNAP of NAME, or all its snapshots with --all."""
     if (snap is None) == (not all_):
-        raise click.UsageError("give either a snapshot name or --all")
+        raise click.UsageError(_("give either a snapshot name or --all"))
     session = get_session()
     container = session.container(name)
     if all_:
         container.snapshot_destroy_all()
     else:
         if not snap:
-            raise InvalidInput("the snapshot name is empty")
+            raise InvalidInput(_("the snapshot name is empty"))
         container.snapshot_destroy(snap)

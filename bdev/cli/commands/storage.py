@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import click
 
+from ...i18n import N_
+from ..completion import container_names
 from ..output import emit_json, format_option, table
 from ..session import get_session
 
 
-@click.command("resize")
-@click.argument("name")
+@click.command("resize", help=N_(
+    "Grow container NAME's rootfs to SIZE (bytes, or with a K, M, G or T suffix).\n\n"
+    "For block-backed backends (a loop image, a logical volume); the container must be stopped."
+))
+@click.argument("name", shell_complete=container_names)
 @click.argument("size")
 def resize(name: str, size: str) -> None:
     """Grow container NAME's rootfs to SIZE (bytes, or with a K, M, G or T suffix).
@@ -23,8 +28,12 @@ def resize(name: str, size: str) -> None:
     session.container(name).resize(bytes_)
 
 
-@click.command("diff")
-@click.argument("name")
+@click.command("diff", help=N_(
+    "Show what changed in container NAME relative to its origin (overlay clones): added, modified, metadata-only, "
+    "deleted, renamed and opaque (replaced) entries.\n\n"
+    'JSON: {"name", "changes": [{"path", "kind", "source" (renamed from, or null)}]}.'
+))
+@click.argument("name", shell_complete=container_names)
 @format_option
 def diff(name: str, output_format: str) -> None:
     """Show what changed in container NAME relative to its origin (overlay clones): added,

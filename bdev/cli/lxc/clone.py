@@ -13,9 +13,11 @@ from typing import NoReturn
 
 import click
 
+from ...i18n import N_, _, option
 from ...errors import InvalidInput, NotSupported
 from .. import logsetup
 from .. import options as opts
+from ..completion import backend_names, container_names
 from ..errors import GuardedCommand, run
 from ..session import Session
 from .common import HELP_OPTIONS
@@ -24,19 +26,25 @@ PROG = "lxc-clone"
 
 
 @click.command(PROG, cls=GuardedCommand, options_metavar="[-s] [-B TYPE] [-L SIZE] [-K] [-M] [-p LXCPATH] [-P NEWPATH]",
-               context_settings={"help_option_names": HELP_OPTIONS})
-@click.option("-o", "--orig", metavar="ORIG", help="The container to clone.")
-@click.option("-n", "--new", metavar="NEW", help="The new container's name.")
-@click.option("-s", "--snapshot", is_flag=True, help="Snapshot rather than copy (refused if impossible).")
-@click.option("-B", "--backingstore", metavar="TYPE", help="Backing store of the clone (default: the origin's).")
-@click.option("-L", "--size", "--fssize", "size", metavar="SIZE[U]", help="Size of a block-backed clone (default unit: M).")
-@click.option("-K", "--keepname", is_flag=True, help="Keep the hostname.")
-@click.option("-M", "--keepmac", is_flag=True, help="Keep the MAC addresses.")
-@click.option("-p", "--lxcpath", metavar="PATH", help="lxcpath of the original container.")
-@click.option("-P", "--newpath", metavar="PATH", help="lxcpath for the new container.")
-@click.option("-v", "--vgname", metavar="VG", help="lvm: volume group of the clone.")
-@click.option("-t", "--fstype", metavar="TYPE", help="Filesystem of a block-backed clone.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+               context_settings={"help_option_names": HELP_OPTIONS}, help=N_(
+                   "Clone an existing container (LXC 1.0's lxc-clone)."
+               ))
+@option("-o", "--orig", metavar="ORIG", shell_complete=container_names, help=N_("The container to clone."))
+@option("-n", "--new", metavar="NEW", help=N_("The new container's name."))
+@option("-s", "--snapshot", is_flag=True, help=N_("Snapshot rather than copy (refused if impossible)."))
+@option("-B", "--backingstore", metavar="TYPE", shell_complete=backend_names, help=N_(
+    "Backing store of the clone (default: the origin's)."
+))
+@option("-L", "--size", "--fssize", "size", metavar="SIZE[U]", help=N_(
+    "Size of a block-backed clone (default unit: M)."
+))
+@option("-K", "--keepname", is_flag=True, help=N_("Keep the hostname."))
+@option("-M", "--keepmac", is_flag=True, help=N_("Keep the MAC addresses."))
+@option("-p", "--lxcpath", metavar="PATH", help=N_("lxcpath of the original container."))
+@option("-P", "--newpath", metavar="PATH", help=N_("lxcpath for the new container."))
+@option("-v", "--vgname", metavar="VG", help=N_("lvm: volume group of the clone."))
+@option("-t", "--fstype", metavar="TYPE", help=N_("Filesystem of a block-backed clone."))
+@option("-q", "--quiet", is_flag=True, help=N_("Print nothing on success."))
 @click.argument("names", nargs=-1, metavar="orig new | -o orig -n new")
 @click.pass_context
 def command(
@@ -65,20 +73,22 @@ def command(
     if new is None and rest:
         new = rest.pop(0)
     if orig is None or new is None:
-        raise click.UsageError("you must provide orig and new names")
+        raise click.UsageError(_("you must provide orig and new names"))
     if rest:
-        raise NotSupported(f"clone hook arguments ({' '.join(rest)}) are not supported")
+        raise NotSupported(_("clone hook arguments ({arguments}) are not supported").format(arguments=' '.join(rest)))
     if not orig or not new:
-        raise InvalidInput("container names must not be empty")
+        raise InvalidInput(_("container names must not be empty"))
     fssize = opts.parse_fssize(size, what="-L", default_unit="M")
     backend = opts.parse_backend(backingstore)
     if isinstance(backend, list):
-        raise InvalidInput("-B takes one backing store for a clone, not a list")
+        raise InvalidInput(_("-B takes one backing store for a clone, not a list"))
     options = opts.create_options(fstype, fssize, {"vgname": vgname})
     origin = session.container(orig)
     session.container(new, newpath)  # validate the new name before anything happens
     made = origin.clone(new, lxcpath=newpath, backend=backend, snapshot=snapshot, keepname=keepname,
-                        keepmac=keepmac, options=options, progress=session.progress(f"cloning {orig} to {new}"))
+                        keepmac=keepmac, options=options, progress=session.progress(_(
+                            "cloning {orig} to {new}"
+                        ).format(orig=orig, new=new)))
     if not quiet:
         how = "copy" if made.outcome is None or made.outcome.method == "copy" else "snapshot"
         click.echo(f"Created container {new} as {how} of {orig}")

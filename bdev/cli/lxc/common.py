@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ...i18n import N_, _, option
 from ...errors import InvalidInput, NotSupported
 from .. import logsetup
 from ..errors import GuardedCommand
@@ -56,20 +57,22 @@ def common_options(*, lxcpath: bool = True, logging: bool = True, rcfile: bool =
 
     def decorate(function: F) -> F:
         decorators = [
-            click.option("-q", "--quiet", is_flag=True, help="Don't print operation messages (errors still are)."),
-            click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
-                         help="Print the version number."),
-            click.option("--usage", is_flag=True, expose_value=False, is_eager=True, callback=_print_usage,
-                         help="Give a short usage message."),
+            option("-q", "--quiet", is_flag=True, help=N_("Don't print operation messages (errors still are).")),
+            option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+                         help=N_("Print the version number.")),
+            option("--usage", is_flag=True, expose_value=False, is_eager=True, callback=_print_usage,
+                         help=N_("Give a short usage message.")),
         ]
         if lxcpath:
-            decorators.append(click.option("-P", "--lxcpath", metavar="PATH", help="Use specified container path."))
+            decorators.append(option("-P", "--lxcpath", metavar="PATH", help=N_("Use specified container path.")))
         if logging:
-            decorators.append(click.option("-o", "--logfile", metavar="FILE", help="Output log to FILE instead of stderr."))
-            decorators.append(click.option("-l", "--logpriority", metavar="LEVEL",
-                                           help="Set log priority to LEVEL (TRACE, DEBUG, INFO, WARN, ERROR ...)."))
+            decorators.append(option("-o", "--logfile", metavar="FILE", help=N_(
+                "Output log to FILE instead of stderr."
+            )))
+            decorators.append(option("-l", "--logpriority", metavar="LEVEL",
+                                           help=N_("Set log priority to LEVEL (TRACE, DEBUG, INFO, WARN, ERROR ...).")))
         if rcfile:
-            decorators.append(click.option("--rcfile", metavar="FILE", help="Not supported: refused."))
+            decorators.append(option("--rcfile", metavar="FILE", help=N_("Not supported: refused.")))
         for decorator in reversed(decorators):
             function = decorator(function)
         return function
@@ -91,7 +94,7 @@ def start(
     level = logsetup.lxc_level(logpriority) if logpriority else None
     logsetup.configure(prog, level, logfile)
     if rcfile is not None:
-        raise NotSupported("--rcfile is not supported: bdev reads each container's own config")
+        raise NotSupported(_("--rcfile is not supported: bdev reads each container's own config"))
     session = Session(prog, lxcpath=lxcpath, quiet=quiet)
     ctx.obj = session
     return session
@@ -100,7 +103,7 @@ def start(
 def require(value: str | None, option: str, what: str) -> str:
     """``value`` of a required option, or a usage error naming it."""
     if value is None:
-        raise click.UsageError(f"missing {what}: give {option}")
+        raise click.UsageError(_("missing {what}: give {option}").format(what=what, option=option))
     if not value:
-        raise InvalidInput(f"the {what} is empty")
+        raise InvalidInput(_("the {what} is empty").format(what=what))
     return value

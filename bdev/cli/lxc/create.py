@@ -14,28 +14,36 @@ from typing import NoReturn
 
 import click
 
+from ...i18n import N_, _, option
 from .. import options as opts
 from ...templates import asks_for_help
+from ..completion import backend_names
 from ..errors import run
 from .common import common_options, lxc_command, require, start
 
 PROG = "lxc-create"
 
 
-@lxc_command(PROG, help_text="lxc-create creates a container", usage="-n NAME -t TEMPLATE [OPTIONS]")
-@click.option("-n", "--name", metavar="NAME", help="NAME of the container.")
-@click.option("-f", "--config", "config_file", metavar="CONFIG", help="Extra configuration file whose entries are appended.")
-@click.option("-t", "--template", metavar="TEMPLATE", help="Template to use to setup container ('none': no rootfs content).")
-@click.option("-B", "--bdev", metavar="BDEV", help="Backing store type: a name, 'best', or a comma list tried in order.")
-@click.option("--dir", "rootfs_dir", metavar="DIR", help="Place rootfs directory under DIR.")
-@click.option("--lvname", metavar="LVNAME", help="lvm: LV name (default: container name).")
-@click.option("--vgname", metavar="VG", help="lvm: volume group (default: lxc).")
-@click.option("--thinpool", metavar="TP", help="lvm: thin pool (default: lxc).")
-@click.option("--rbdname", metavar="RBDNAME", help="rbd: image name (default: container name).")
-@click.option("--rbdpool", metavar="POOL", help="rbd: pool (default: lxc).")
-@click.option("--zfsroot", metavar="PATH", help="zfs: parent dataset (default: lxc).")
-@click.option("--fstype", metavar="TYPE", help="lvm/loop: filesystem type (default: ext4).")
-@click.option("--fssize", metavar="SIZE[U]", help="lvm/loop: size, unit b/k/m/g/t (default unit: M).")
+@lxc_command(PROG, help_text=N_("lxc-create creates a container"), usage="-n NAME -t TEMPLATE [OPTIONS]")
+@option("-n", "--name", metavar="NAME", help=N_("NAME of the container."))
+@option("-f", "--config", "config_file", metavar="CONFIG", help=N_(
+    "Extra configuration file whose entries are appended."
+))
+@option("-t", "--template", metavar="TEMPLATE", help=N_(
+    "Template to use to setup container ('none': no rootfs content)."
+))
+@option("-B", "--bdev", metavar="BDEV", shell_complete=backend_names, help=N_(
+    "Backing store type: a name, 'best', or a comma list tried in order."
+))
+@option("--dir", "rootfs_dir", metavar="DIR", help=N_("Place rootfs directory under DIR."))
+@option("--lvname", metavar="LVNAME", help=N_("lvm: LV name (default: container name)."))
+@option("--vgname", metavar="VG", help=N_("lvm: volume group (default: lxc)."))
+@option("--thinpool", metavar="TP", help=N_("lvm: thin pool (default: lxc)."))
+@option("--rbdname", metavar="RBDNAME", help=N_("rbd: image name (default: container name)."))
+@option("--rbdpool", metavar="POOL", help=N_("rbd: pool (default: lxc)."))
+@option("--zfsroot", metavar="PATH", help=N_("zfs: parent dataset (default: lxc)."))
+@option("--fstype", metavar="TYPE", help=N_("lvm/loop: filesystem type (default: ext4)."))
+@option("--fssize", metavar="SIZE[U]", help=N_("lvm/loop: size, unit b/k/m/g/t (default unit: M)."))
 @common_options(rcfile=False)
 @click.argument("template_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- template-options]")
 @click.pass_context
@@ -59,9 +67,9 @@ def command(
 ) -> None:
     """lxc-create creates a container."""
     session = start(ctx, **common)  # type: ignore[arg-type]
-    name = require(name, "-n NAME", "container name")
+    name = require(name, "-n NAME", N_("container name"))
     if template is None:
-        raise click.UsageError("a template must be specified with -t (use -t none for a container without a rootfs)")
+        raise click.UsageError(_("a template must be specified with -t (use -t none for a container without a rootfs)"))
     size = opts.parse_fssize(fssize, default_unit="M")
     backend = opts.parse_backend(bdev) or "dir"
     extra = {"zfsroot": zfsroot, "vgname": vgname, "lvname": lvname, "thinpool": thinpool,
@@ -72,7 +80,7 @@ def command(
     if template_args and chosen is None:
         from ...errors import InvalidInput
 
-        raise InvalidInput("template arguments were given but the template is 'none'")
+        raise InvalidInput(_("template arguments were given but the template is 'none'"))
     container = session.container(name)
     if chosen is not None:
         if asks_for_help(template_args):  # as LXC's templates: their help, and no container
@@ -80,7 +88,7 @@ def command(
             return
         session.registry.template(chosen)
     container.create(chosen, backend, args=template_args, options=options, config=config,
-                     progress=session.progress(f"creating {container.name}"))
+                     progress=session.progress(_("creating {name}").format(name=container.name)))
 
 
 def main() -> NoReturn:

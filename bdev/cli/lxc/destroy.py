@@ -8,22 +8,26 @@ from typing import NoReturn
 
 import click
 
+from ...i18n import N_, option
+from ..completion import container_names
 from ..errors import run
 from .common import common_options, lxc_command, require, start
 
 PROG = "lxc-destroy"
 
 
-@lxc_command(PROG, help_text="lxc-destroy destroys a container with the identifier NAME", usage="-n NAME [-f] [-s] [OPTIONS]")
-@click.option("-n", "--name", metavar="NAME", help="NAME of the container.")
-@click.option("-s", "--snapshots", is_flag=True, help="Destroy including all snapshots.")
-@click.option("-f", "--force", is_flag=True, help="Stop and destroy the container if it's still running.")
+@lxc_command(PROG, help_text=N_(
+    "lxc-destroy destroys a container with the identifier NAME"
+), usage="-n NAME [-f] [-s] [OPTIONS]")
+@option("-n", "--name", metavar="NAME", shell_complete=container_names, help=N_("NAME of the container."))
+@option("-s", "--snapshots", is_flag=True, help=N_("Destroy including all snapshots."))
+@option("-f", "--force", is_flag=True, help=N_("Stop and destroy the container if it's still running."))
 @common_options()
 @click.pass_context
 def command(ctx: click.Context, name: str | None, snapshots: bool, force: bool, **common: object) -> None:
     """lxc-destroy destroys a container with the identifier NAME."""
     session = start(ctx, **common)  # type: ignore[arg-type]
-    name = require(name, "-n NAME", "container name")
+    name = require(name, "-n NAME", N_("container name"))
     session.container(name).destroy(with_snapshots=snapshots, force=force)
 
 

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from ...i18n import N_, _, option
 from ...errors import InvalidInput
+from ...runtime import runtime_module
 from ..errors import run
 from . import lsformat
 from .common import common_options, lxc_command, start
@@ -31,23 +33,25 @@ def _compile(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise InvalidInput(f"invalid regular expression {pattern!r}: {exc}") from None
+        raise InvalidInput(_(
+            "invalid regular expression {pattern!r}: {exc}"
+        ).format(pattern=pattern, exc=exc)) from None
 
 
-@lxc_command(PROG, help_text="lxc-ls list containers", usage="[-1] [-f] [-F COLUMNS] [OPTIONS]")
-@click.option("-1", "--line", is_flag=True, help="Show one entry per line.")
-@click.option("-f", "--fancy", is_flag=True, help="Use a fancy, column-based output.")
-@click.option("-F", "--fancy-format", metavar="COLUMNS",
-              help="Comma separated list of columns for the fancy output: " + ", ".join(lsformat.COLUMNS) + ".")
-@click.option("--active", is_flag=True, help="List only active containers.")
-@click.option("--running", is_flag=True, help="List only running containers.")
-@click.option("--frozen", is_flag=True, help="List only frozen containers.")
-@click.option("--stopped", is_flag=True, help="List only stopped containers.")
-@click.option("--defined", is_flag=True, help="List only defined containers.")
-@click.option("--nesting", is_flag=False, flag_value="5", default=None, metavar="[=NUM]",
-              help="Accepted for compatibility; nested containers are not listed yet.")
-@click.option("-g", "--groups", metavar="GROUPS", help="Comma separated list of groups a container must have.")
-@click.option("--filter", "filter_", metavar="REGEX", help="Filter container names by regular expression.")
+@lxc_command(PROG, help_text=N_("lxc-ls list containers"), usage="[-1] [-f] [-F COLUMNS] [OPTIONS]")
+@option("-1", "--line", is_flag=True, help=N_("Show one entry per line."))
+@option("-f", "--fancy", is_flag=True, help=N_("Use a fancy, column-based output."))
+@option("-F", "--fancy-format", metavar="COLUMNS",
+              help=N_("Comma separated list of columns for the fancy output: {columns}.", columns=", ".join(lsformat.COLUMNS)))
+@option("--active", is_flag=True, help=N_("List only active containers."))
+@option("--running", is_flag=True, help=N_("List only running containers."))
+@option("--frozen", is_flag=True, help=N_("List only frozen containers."))
+@option("--stopped", is_flag=True, help=N_("List only stopped containers."))
+@option("--defined", is_flag=True, help=N_("List only defined containers."))
+@option("--nesting", is_flag=False, flag_value="5", default=None, metavar="[=NUM]",
+              help=N_("Accepted for compatibility; nested containers are not listed yet."))
+@option("-g", "--groups", metavar="GROUPS", help=N_("Comma separated list of groups a container must have."))
+@option("--filter", "filter_", metavar="REGEX", help=N_("Filter container names by regular expression."))
 @common_options()
 @click.argument("patterns", nargs=-1, metavar="[FILTER]")
 @click.pass_context
@@ -70,7 +74,7 @@ def command(
     """lxc-ls list containers."""
     session = start(ctx, **common)  # type: ignore[arg-type]
     if len(patterns) > 1:
-        raise click.UsageError("give at most one FILTER regular expression")
+        raise click.UsageError(_("give at most one FILTER regular expression"))
     columns = lsformat.parse_columns(fancy_format) if fancy_format is not None else None
     pattern = filter_ if filter_ is not None else (patterns[0] if patterns else None)
     regex = _compile(pattern) if pattern is not None else None
@@ -108,12 +112,20 @@ def command(
 
 
 def _live(container: "Container") -> dict[str, object]:
-    """The PID, IPV4 and IPV6 cells of a running container (LXC joins addresses with ", ")."""
+    """The PID, RAM, SWAP, IPV4 and IPV6 cells of a running container (LXC joins addresses
+    with ", "; memory in MiB, as LXC divides by 1048576)."""
     addresses = container.get_ips()
     ipv4 = [a for a in addresses if ":" not in a]
     ipv6 = [a for a in addresses if ":" in a]
     pid = container.init_pid
-    return {"pid": pid if pid > 0 else None, "ipv4": ", ".join(ipv4) or None, "ipv6": ", ".join(ipv6) or None}
+    status = runtime_module("status")
+    memory, swap = status.memory_usage(container.lxcpath, container.name) if status is not None else (None, None)
+    return {"pid": pid if pid > 0 else None, "ipv4": ", ".join(ipv4) or None, "ipv6": ", ".join(ipv6) or None,
+            "ram_mb": _mebibytes(memory), "swap_mb": _mebibytes(swap)}
+
+
+def _mebibytes(size: int | None) -> float | None:
+    return size / 1048576 if size is not None else None
 
 
 def main() -> NoReturn:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...errors import InvalidInput
+from ...i18n import _
 
 COLUMNS = ("NAME", "STATE", "PID", "RAM", "SWAP", "AUTOSTART", "GROUPS", "INTERFACE", "IPV4", "IPV6", "UNPRIVILEGED")
 DEFAULT_FANCY = ("NAME", "STATE", "AUTOSTART", "GROUPS", "IPV4", "IPV6", "UNPRIVILEGED")
@@ -68,9 +69,11 @@ def parse_columns(text: str) -> list[str]:
     columns = [c.strip().upper() for c in text.split(",") if c.strip()]
     for column in columns:
         if column not in COLUMNS:
-            raise InvalidInput(f"unknown column {column!r} for --fancy-format (valid: {', '.join(COLUMNS)})")
+            raise InvalidInput(_(
+                "unknown column {column!r} for --fancy-format (valid: {columns})"
+            ).format(column=column, columns=', '.join(COLUMNS)))
     if not columns:
-        raise InvalidInput("--fancy-format names no column")
+        raise InvalidInput(_("--fancy-format names no column"))
     return columns
 
 

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from ...i18n import N_, _, option
 from ...errors import InvalidInput
+from ..completion import container_names, snapshot_names
 from ..errors import run
 from ..options import existing_file
 from .common import common_options, lxc_command, require, start
@@ -56,15 +58,21 @@ def format_list(snapshots: Sequence["SnapshotInfo"], *, comments: bool) -> str:
     return "".join(out)
 
 
-@lxc_command(PROG, help_text="lxc-snapshot snapshots a container", usage="-n NAME [-L [-C] | -c FILE | -r SNAP [-N NEWNAME] | -d SNAP|ALL] [OPTIONS]")
-@click.option("-n", "--name", metavar="NAME", help="NAME of the container.")
-@click.option("-L", "--list", "list_", is_flag=True, help="List all snapshots.")
-@click.option("-r", "--restore", metavar="NAME", help="Restore snapshot NAME, e.g. 'snap0'.")
-@click.option("-N", "--newname", metavar="NEWNAME", help="NEWNAME for the restored container.")
-@click.option("-d", "--destroy", metavar="NAME", help="Destroy snapshot NAME, e.g. 'snap0'; ALL destroys all snapshots.")
-@click.option("-f", "--force", is_flag=True, help="Snapshot even if the container is running.")
-@click.option("-c", "--comment", metavar="FILE", help="Add FILE as a comment.")
-@click.option("-C", "--showcomments", is_flag=True, help="Show snapshot comments.")
+@lxc_command(PROG, help_text=N_(
+    "lxc-snapshot snapshots a container"
+), usage="-n NAME [-L [-C] | -c FILE | -r SNAP [-N NEWNAME] | -d SNAP|ALL] [OPTIONS]")
+@option("-n", "--name", metavar="NAME", shell_complete=container_names, help=N_("NAME of the container."))
+@option("-L", "--list", "list_", is_flag=True, help=N_("List all snapshots."))
+@option("-r", "--restore", metavar="NAME", shell_complete=snapshot_names, help=N_(
+    "Restore snapshot NAME, e.g. 'snap0'."
+))
+@option("-N", "--newname", metavar="NEWNAME", help=N_("NEWNAME for the restored container."))
+@option("-d", "--destroy", metavar="NAME", shell_complete=snapshot_names, help=N_(
+    "Destroy snapshot NAME, e.g. 'snap0'; ALL destroys all snapshots."
+))
+@option("-f", "--force", is_flag=True, help=N_("Snapshot even if the container is running."))
+@option("-c", "--comment", metavar="FILE", help=N_("Add FILE as a comment."))
+@option("-C", "--showcomments", is_flag=True, help=N_("Show snapshot comments."))
 @common_options()
 @click.argument("newname_arg", nargs=-1, metavar="[newname]")
 @click.pass_context
@@ -83,41 +91,45 @@ def command(
 ) -> None:
     """lxc-snapshot snapshots a container."""
     session = start(ctx, **common)  # type: ignore[arg-type]
-    name = require(name, "-n NAME", "container name")
+    name = require(name, "-n NAME", N_("container name"))
     tasks = [flag for flag, given in (("-L", list_), ("-r", restore is not None), ("-d", destroy is not None)) if given]
     if len(tasks) > 1:
-        raise click.UsageError(f"{' and '.join(tasks)} cannot be combined")
+        raise click.UsageError(_("{tasks} cannot be combined").format(tasks=' and '.join(tasks)))
     if comment is not None and tasks:
-        raise click.UsageError("-c only applies when creating a snapshot")
+        raise click.UsageError(_("-c only applies when creating a snapshot"))
     if restore is None:
         if newname is not None:
-            raise click.UsageError("-N only applies with -r")
+            raise click.UsageError(_("-N only applies with -r"))
         if newname_arg:
-            raise click.UsageError(f"unexpected argument {newname_arg[0]!r}")
+            raise click.UsageError(_("unexpected argument {argument!r}").format(argument=newname_arg[0]))
     elif newname_arg and (newname is not None or len(newname_arg) > 1):
-        raise click.UsageError("too many arguments: give the new name once, as -N NEWNAME or after -r SNAP")
+        raise click.UsageError(_("too many arguments: give the new name once, as -N NEWNAME or after -r SNAP"))
     container = session.container(name)
     if list_:
         snapshots = in_directory_order(container.snapshot_list())
         click.echo(format_list(snapshots, comments=showcomments), nl=False)
     elif restore is not None:
         if not restore:
-            raise InvalidInput("the snapshot name is empty")
+            raise InvalidInput(_("the snapshot name is empty"))
         target = newname if newname is not None else (newname_arg[0] if newname_arg else None)
         if target is not None:
             session.container(target)  # validate before anything happens
-        container.snapshot_restore(restore, target, progress=session.progress(f"restoring {restore}"))
+        container.snapshot_restore(restore, target, progress=session.progress(_(
+            "restoring {restore}"
+        ).format(restore=restore)))
     elif destroy is not None:
         if destroy == "ALL":
             container.snapshot_destroy_all()
         elif not destroy:
-            raise InvalidInput("the snapshot name is empty")
+            raise InvalidInput(_("the snapshot name is empty"))
         else:
             container.snapshot_destroy(destroy)
     else:
         if comment is not None:
-            existing_file(comment, "comment file")
-        container.snapshot(comment_file=comment, progress=session.progress(f"snapshotting {container.name}"))
+            existing_file(comment, N_("comment file"))
+        container.snapshot(comment_file=comment, progress=session.progress(_(
+            "snapshotting {name}"
+        ).format(name=container.name)))
 
 
 def main() -> NoReturn:

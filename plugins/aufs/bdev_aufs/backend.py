@@ -28,6 +28,7 @@ from bdev.fsops import remove_tree, tree_usage
 from bdev.records import Change
 from bdev.requirements import KernelFilesystem, Tool, unmet
 
+from ._i18n import _, N_
 from .diff import branch_diff
 from .kernel import CONVERT_TARGET, AufsUnavailable, kernel_problem
 from .layout import FORBIDDEN, AufsPaths, new_paths
@@ -40,7 +41,7 @@ class AufsBackend(Backend):
     """LXC 1.0's aufs clones: a writable branch over a read-only one."""
 
     name = "aufs"
-    description = "aufs branches (LXC 1.0 snapshot clones); convertible to overlayfs without the aufs module"
+    description = N_("aufs branches (LXC 1.0 snapshot clones); convertible to overlayfs without the aufs module")
     capabilities = Capabilities(
         native_snapshot=True,
         snapshot_depends_on_origin=True,
@@ -59,19 +60,22 @@ class AufsBackend(Backend):
         reasons = unmet(tuple(r for r in self.requires if not isinstance(r, KernelFilesystem)))
         problem = kernel_problem()  # the kernel check of ``requires``, with one modprobe try
         if problem:
-            reasons.append(f"{problem}; aufs containers can be converted to overlayfs with: bdev convert NAME -B {CONVERT_TARGET}")
+            reasons.append(_("{problem}; aufs containers can be converted to overlayfs with: bdev convert NAME -B "
+                             "{convert_target}").format(
+                problem=problem, convert_target=CONVERT_TARGET))
         return reasons
 
     def refusal_at(self, placement: Placement, options: CreateOptions) -> str | None:
         """Refuse container paths that aufs mount options cannot carry."""
         for char in FORBIDDEN:
             if char in str(placement.directory):
-                return f"{placement.directory} contains {char!r}, which aufs mount options cannot carry"
+                return _("{directory} contains {char!r}, which aufs mount options cannot carry").format(
+                    directory=placement.directory, char=char)
         return None
 
     def implementation(self) -> str:
         """Kernel aufs through mount(8), with a per-container xino file on tmpfs."""
-        return "kernel aufs, mount(8), xino per container in /dev/shm"
+        return _("kernel aufs, mount(8), xino per container in /dev/shm")
 
     # ------------------------------------------------------------------ identity
 
@@ -93,7 +97,7 @@ class AufsBackend(Backend):
         self._require_kernel(placement.name)
         paths = new_paths(placement, placement.rootfs_dir)
         if os.path.lexists(paths.upper):
-            raise AlreadyExists(f"{paths.upper} already exists", backend=self.name)
+            raise AlreadyExists(_("{upper} already exists").format(upper=paths.upper), backend=self.name)
         for directory in (paths.lower, paths.upper):
             directory.mkdir(mode=0o755, exist_ok=directory == paths.lower)
             os.chmod(directory, 0o755)
@@ -119,7 +123,8 @@ class AufsBackend(Backend):
         paths = AufsPaths.parse(rootfs.source, self.name)
         for branch in (paths.upper, paths.lower):
             if not branch.is_dir():
-                raise BdevError(f"its aufs branch {branch} is missing", container=paths.container_name, backend=self.name)
+                raise BdevError(_("its aufs branch {branch} is missing").format(branch=branch),
+                                container=paths.container_name, backend=self.name)
         options = ("ro," if readonly else "") + paths.mount_options(readonly=readonly)
         result = run(["mount", "-t", self.name, "-o", options, self.name, str(mountpoint)], check=False, backend=self.name)
         if result.returncode == 0:
@@ -128,7 +133,8 @@ class AufsBackend(Backend):
         if problem:
             raise AufsUnavailable(problem, container=paths.container_name)
         last = (result.stderr.strip().splitlines() or ["mount failed"])[-1]
-        raise BdevError(f"mounting its aufs branches failed: {last}", container=paths.container_name, backend=self.name)
+        raise BdevError(_("mounting its aufs branches failed: {last}").format(last=last),
+                        container=paths.container_name, backend=self.name)
 
     def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
         """Unmount it."""
@@ -137,14 +143,16 @@ class AufsBackend(Backend):
     def usage(self, rootfs: Rootfs) -> Usage:
         """Bytes in the upper branch (the shared lower is not counted)."""
         paths = AufsPaths.parse(rootfs.source, self.name)
-        return Usage(tree_usage(paths.upper) if paths.upper.is_dir() else 0, note="the upper branch; the shared lower is not counted")
+        return Usage(tree_usage(paths.upper) if paths.upper.is_dir() else 0, note=_("the upper branch; the shared "
+                                                                                    "lower is not counted"))
 
     def diff(self, rootfs: Rootfs) -> list[Change]:
         """Changes against the lower, read from the upper branch (works without aufs):
         added, modified, metadata, deleted (whiteouts) and opaque directories."""
         paths = AufsPaths.parse(rootfs.source, self.name)
         if not paths.upper.is_dir():
-            raise BdevError(f"its aufs branch {paths.upper} is missing", container=paths.container_name, backend=self.name)
+            raise BdevError(_("its aufs branch {upper} is missing").format(upper=paths.upper),
+                            container=paths.container_name, backend=self.name)
         return branch_diff(paths.upper, paths.lower)
 
     # ------------------------------------------------------------------ cloning
@@ -154,7 +162,7 @@ class AufsBackend(Backend):
         from an aufs container, over its lower with a copy of its upper (LXC 1.0's
         ``aufs_clonepaths``)."""
         if placement.stage is not None:
-            raise NotSupported("an aufs rootfs cannot be restored in place; restore it to a new name", backend=self.name)
+            raise NotSupported(_("an aufs rootfs cannot be restored in place; restore it to a new name"), backend=self.name)
         self._require_kernel(placement.name)
         if source_backend.name == self.name:
             origin = AufsPaths.parse(source.source, self.name)
@@ -162,11 +170,12 @@ class AufsBackend(Backend):
         else:
             lower_path = source_backend.data_path(source)
             if lower_path is None:
-                raise NotSupported(f"aufs can only layer over a directory, not a {source_backend.name} rootfs", backend=self.name)
+                raise NotSupported(_("aufs can only layer over a directory, not a {name} rootfs").format(
+                    name=source_backend.name), backend=self.name)
             lower, copy_from = lower_path, None
         paths = new_paths(placement, lower)
         if os.path.lexists(paths.upper):
-            raise AlreadyExists(f"{paths.upper} already exists", backend=self.name)
+            raise AlreadyExists(_("{upper} already exists").format(upper=paths.upper), backend=self.name)
         paths.upper.mkdir(mode=0o755)
         try:
             if copy_from is not None:
@@ -210,7 +219,7 @@ class AufsBackend(Backend):
         paths = AufsPaths.parse(rootfs.source, self.name)
         for branch in (paths.upper, paths.lower):
             if not branch.is_dir():
-                raise BdevError(f"its aufs branch {branch} is missing", backend=self.name)
+                raise BdevError(_("its aufs branch {branch} is missing").format(branch=branch), backend=self.name)
         if target.name == CONVERT_TARGET:
             value = self.conversion_source(rootfs, target, placement, options)
             new = Rootfs(target.name, value)
@@ -227,7 +236,7 @@ class AufsBackend(Backend):
                 raise
             return CloneOutcome(new, "layer", depends_on_origin=True)
         if self.registry is None:
-            raise BdevError("converting to a backend other than overlay needs the overlay backend installed", backend=self.name)
+            raise BdevError(_("converting to a backend other than overlay needs the overlay backend installed"), backend=self.name)
         overlay = self.registry.backend(CONVERT_TARGET)
         translated = scratch / "upper"
         translated.mkdir(mode=0o755)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bdev.command import run, which
 from bdev.errors import BackendUnavailable
+from ._i18n import _
 
 NAME = "aufs"
 CONVERT_TARGET = "overlay"
@@ -35,18 +36,20 @@ def kernel_problem() -> str | None:
     if _kernel_lists_aufs():
         return None
     if os.geteuid() != 0:
-        return "the kernel has no aufs filesystem (not in /proc/filesystems)"
+        return _("the kernel has no aufs filesystem (not in /proc/filesystems)")
     if not which("modprobe"):
-        return "the kernel has no aufs filesystem (not in /proc/filesystems, and modprobe is not installed to load it)"
+        return _("the kernel has no aufs filesystem (not in /proc/filesystems, and modprobe is not installed to "
+                 "load it)")
     result = run(["modprobe", "-q", NAME], check=False, backend=NAME)
     if result.returncode == 0 and _kernel_lists_aufs():
         return None
-    return "the kernel has no aufs filesystem (not in /proc/filesystems and modprobe aufs failed)"
+    return _("the kernel has no aufs filesystem (not in /proc/filesystems and modprobe aufs failed)")
 
 
 def convert_hint(container: str | None) -> str:
     """What to run to move a container off aufs."""
-    return f"convert it to overlayfs with: bdev convert {container or 'NAME'} -B {CONVERT_TARGET}"
+    return _("convert it to overlayfs with: bdev convert {container} -B {convert_target}").format(
+        container=container or 'NAME', convert_target=CONVERT_TARGET)
 
 
 class AufsUnavailable(BackendUnavailable):

@@ -14,6 +14,7 @@ from pathlib import Path
 from bdev.errors import InvalidInput
 from bdev.naming import validate_path
 from bdev.records import Placement
+from ._i18n import _
 
 UPPER = "delta0"
 """LXC 1.0's name for a clone's writable branch, ``<container>/delta0``."""
@@ -44,15 +45,18 @@ class AufsPaths:
         """
         parts = source.split(":")
         if len(parts) != 2 or not all(parts):
-            raise InvalidInput(f"aufs rootfs {source!r} is not <lower>:<upper>", backend=backend)
+            raise InvalidInput(_("aufs rootfs {source!r} is not <lower>:<upper>").format(source=source),
+                               backend=backend)
         paths = []
         for part in parts:
             if not part.startswith("/"):
-                raise InvalidInput(f"aufs branch {part!r} in {source!r} is not an absolute path", backend=backend)
+                raise InvalidInput(_("aufs branch {part!r} in {source!r} is not an absolute path").format(
+                    part=part, source=source), backend=backend)
             for char in FORBIDDEN[1:]:
                 if char in part:
                     raise InvalidInput(
-                        f"aufs branch {part!r} contains {char!r}, which aufs mount options cannot carry",
+                        _("aufs branch {part!r} contains {char!r}, which aufs mount options cannot carry").format(
+                            part=part, char=char),
                         backend=backend,
                     )
             paths.append(validate_path(part, "aufs branch"))

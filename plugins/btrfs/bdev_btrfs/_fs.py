@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bdev.mounts import mount_holding
+from ._i18n import _
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 SUBVOLUME_INODE = 256
@@ -61,7 +62,7 @@ def filesystem_name(path: str | os.PathLike[str]) -> str:
     if is_btrfs(path):
         return "btrfs"
     entry = mount_holding(path)
-    return entry.fstype if entry else "an unknown filesystem"
+    return entry.fstype if entry else _("an unknown filesystem")
 
 
 def is_subvolume(path: str | os.PathLike[str]) -> bool:

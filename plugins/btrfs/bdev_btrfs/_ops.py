@@ -24,6 +24,7 @@ from bdev.errors import CommandError
 from bdev.mounts import mount_points_below
 
 from ._fs import SUBVOLUME_INODE
+from ._i18n import _
 
 IMPL_ENV = "BDEV_BTRFS_IMPL"
 """``cli`` forces the btrfs command even where the binding is installed; ``btrfsutil`` (or
@@ -62,7 +63,7 @@ class LibOps:
         try:
             return f"btrfsutil {importlib.metadata.version('btrfsutil')}"
         except importlib.metadata.PackageNotFoundError:
-            return "btrfsutil (version unknown)"
+            return _("btrfsutil (version unknown)")
 
     def create(self, path: Path) -> None:
         self._lib.create_subvolume(str(path))

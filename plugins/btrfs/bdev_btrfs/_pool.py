@@ -29,6 +29,7 @@ from bdev.mounts import mount_holding
 from bdev.naming import validate_path
 from bdev.records import CreateOptions, Placement
 from bdev.units import parse_size
+from ._i18n import _
 
 
 POOL_SETTING = "lxc.bdev.btrfs.pool"
@@ -74,17 +75,20 @@ class LoopPool:
         if self.is_mounted():
             return None
         if os.geteuid() != 0:
-            return f"the btrfs pool {self.mountpoint} is not mounted, and mounting it needs root"
+            return _("the btrfs pool {mountpoint} is not mounted, and mounting it needs root").format(
+                mountpoint=self.mountpoint)
         if not self.image.exists() and which("mkfs.btrfs") is None:
-            return "mkfs.btrfs is not installed (install btrfs-progs), and the btrfs pool image must be made"
+            return _("mkfs.btrfs is not installed (install btrfs-progs), and the btrfs pool image must be made")
         if not _writable_parent(self.image):
-            return f"the btrfs pool image {self.image} cannot be made: its directory is not writable"
+            return _("the btrfs pool image {image} cannot be made: its directory is not writable").format(
+                image=self.image)
         return None
 
     def describe(self) -> str:
         """One phrase for ``bdev backends``: where, whether mounted, how to make it permanent."""
         state = "mounted" if self.is_mounted() else "mounted on demand"
-        return f"pool {self.mountpoint} ({state}; to mount it at boot add '{self.fstab_line()}' to /etc/fstab)"
+        return _("pool {mountpoint} ({state}; to mount it at boot add '{fstab_line}' to /etc/fstab)").format(
+            mountpoint=self.mountpoint, state=state, fstab_line=self.fstab_line())
 
     def fstab_line(self) -> str:
         """The ``/etc/fstab`` line that mounts the pool at boot."""
@@ -191,7 +195,7 @@ def pool_from(settings: Mapping[str, str], options: CreateOptions) -> LoopPool |
         return None
     mountpoint = validate_path(where, what="the btrfs pool directory")
     if mountpoint == Path("/"):
-        raise InvalidInput("the btrfs pool directory cannot be /", backend="btrfs")
+        raise InvalidInput(_("the btrfs pool directory cannot be /"), backend="btrfs")
     size_text = settings.get(SIZE_SETTING)
     size = parse_size(size_text, what=SIZE_SETTING) if size_text else None
     return LoopPool(mountpoint, size)

@@ -30,6 +30,7 @@ from bdev.requirements import KernelFilesystem, PythonModule, Tool
 from bdev.units import format_size
 
 from . import _fs, _ops, _tree
+from ._i18n import _, N_
 from ._pool import LoopPool, pool_from
 
 log = logging.getLogger("bdev.btrfs")
@@ -49,11 +50,11 @@ class BtrfsBackend(Backend):
     """
 
     name = "btrfs"
-    description = "a btrfs subvolume; instant snapshots that include nested subvolumes"
+    description = N_("a btrfs subvolume; instant snapshots that include nested subvolumes")
     capabilities = Capabilities(
         native_snapshot=True, copy_by_snapshot=True, unprivileged=True, can_backup=True,
-        unprivileged_note="subvolumes in a directory the user owns on btrfs; the kernel deletes them for "
-                          "their owner only with the user_subvol_rm_allowed mount option, else file by file",
+        unprivileged_note=N_("subvolumes in a directory the user owns on btrfs; the kernel deletes them for "
+                            "their owner only with the user_subvol_rm_allowed mount option, else file by file"),
     )
     requires = (
         KernelFilesystem("btrfs"),
@@ -85,13 +86,15 @@ class BtrfsBackend(Backend):
         wanted = self._wanted_implementation()
         has_lib, has_cli = _ops.binding_available(), _ops.cli_available()
         if wanted == "cli" and not has_cli:
-            reasons.append("btrfs is not installed (install btrfs-progs), and BDEV_BTRFS_IMPL=cli asks for it")
+            reasons.append(_("btrfs is not installed (install btrfs-progs), and BDEV_BTRFS_IMPL=cli asks for it"))
         elif wanted in ("btrfsutil", "lib") and not has_lib:
-            reasons.append("Python module btrfsutil is missing (install python3-btrfsutil), and BDEV_BTRFS_IMPL asks for it")
+            reasons.append(_("Python module btrfsutil is missing (install python3-btrfsutil), and BDEV_BTRFS_IMPL "
+                             "asks for it"))
         elif wanted not in ("cli", "btrfsutil", "lib", "auto"):
-            reasons.append(f"BDEV_BTRFS_IMPL={wanted!r} is neither 'cli' nor 'btrfsutil'")
+            reasons.append(_("BDEV_BTRFS_IMPL={wanted!r} is neither 'cli' nor 'btrfsutil'").format(wanted=wanted))
         elif not has_lib and not has_cli:
-            reasons.append("neither the Python module btrfsutil (python3-btrfsutil) nor btrfs (btrfs-progs) is installed")
+            reasons.append(_("neither the Python module btrfsutil (python3-btrfsutil) nor btrfs (btrfs-progs) is "
+                             "installed"))
         return reasons
 
     def implementation(self) -> str:
@@ -115,7 +118,8 @@ class BtrfsBackend(Backend):
     def parse(self, source: str) -> Rootfs:
         """Accept an absolute path without control characters."""
         if not source.startswith("/"):
-            raise InvalidInput(f"btrfs rootfs {source!r} is not an absolute path", backend=self.name)
+            raise InvalidInput(_("btrfs rootfs {source!r} is not an absolute path").format(source=source),
+                               backend=self.name)
         return Rootfs(self.name, str(validate_path(source, "btrfs rootfs")))
 
     def default_source(self, placement: Placement, options: CreateOptions) -> str:
@@ -144,12 +148,13 @@ class BtrfsBackend(Backend):
         anchor = _fs.nearest_existing(target.parent)
         if not _fs.is_btrfs(anchor):
             return (
-                f"{anchor} is on {_fs.filesystem_name(anchor)}, not btrfs "
-                "(for instant snapshots anyway, set lxc.bdev.btrfs.pool = DIR in lxc.conf: a loop-file btrfs pool)"
+                _("{anchor} is on {fstype}, not btrfs (for instant snapshots anyway, set lxc.bdev.btrfs.pool = DIR "
+                  "in lxc.conf: a loop-file btrfs pool)").format(
+                    anchor=anchor, fstype=_fs.filesystem_name(anchor))
             )
         mount = mount_holding(anchor)
         if mount is not None and mount.options[:1] == ("ro",):
-            return f"{anchor} is on a read-only mount ({mount.describe()})"
+            return _("{anchor} is on a read-only mount ({users})").format(anchor=anchor, users=mount.describe())
         return None
 
     # ------------------------------------------------------------------ lifecycle
@@ -159,20 +164,20 @@ class BtrfsBackend(Backend):
         path = Path(self.default_source(placement, options))
         self._mount_pool_for(path, options)
         if os.path.lexists(path):
-            raise AlreadyExists(f"{path} already exists", backend=self.name)
+            raise AlreadyExists(_("{path} already exists").format(path=path), backend=self.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.ops.create(path)
         except OSError as exc:
             self._prune_pool(path.parent)
-            raise self._failure("creating the subvolume", path, exc) from None
+            raise self._failure(_("creating the subvolume"), path, exc) from None
         try:
             os.chmod(path, 0o755)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 _tree.delete_tree(self.ops, path)
             self._prune_pool(path.parent)
-            raise self._failure("creating the subvolume", path, exc) from None
+            raise self._failure(_("creating the subvolume"), path, exc) from None
         return Rootfs(self.name, str(path))
 
     def destroy(self, rootfs: Rootfs) -> None:
@@ -188,13 +193,14 @@ class BtrfsBackend(Backend):
             return
         inside = sorted(mount_points_below(path) or ())
         if inside:
-            raise BdevError(f"{path / inside[0]} is mounted inside {path}; unmount it before destroying", backend=self.name)
+            raise BdevError(_("{mounted} is mounted inside {path}; unmount it before destroying").format(
+                mounted=path / inside[0], path=path), backend=self.name)
         try:
             _tree.delete_tree(self.ops, path)
         except _tree.DeleteNeedsPrivilege as exc:
             raise self._delete_refused(exc) from None
         except OSError as exc:
-            raise self._failure("deleting the subvolume", path, exc) from None
+            raise self._failure(_("deleting the subvolume"), path, exc) from None
         self._prune_pool(path.parent)
 
     def exists(self, rootfs: Rootfs) -> bool:
@@ -212,7 +218,7 @@ class BtrfsBackend(Backend):
             try:
                 return f"{_fs.filesystem_uuid(path)}:{self.ops.subvolume_id(path)}"
             except OSError as exc:
-                raise self._failure("reading the subvolume id", path, exc) from None
+                raise self._failure(_("reading the subvolume id"), path, exc) from None
         st = os.lstat(path)
         return f"{st.st_dev}:{st.st_ino}"
 
@@ -240,15 +246,16 @@ class BtrfsBackend(Backend):
         path = Path(rootfs.source)
         self._mount_pool_for(path)
         if not _fs.is_subvolume(path):
-            return Usage(None, note=f"{path} is not a btrfs subvolume")
+            return Usage(None, note=_("{path} is not a btrfs subvolume").format(path=path))
         mount = mount_holding(path)
         where = mount.mountpoint if mount else str(path)
         qdir = _fs.quotas_dir(path)
         if qdir is None:
             return Usage(
                 None,
-                note=f"btrfs quotas are off on {where}; enable them with 'btrfs quota enable {where}' (as root) "
-                "to measure each container",
+                note=_("btrfs quotas are off on {where}; enable them with 'btrfs quota enable {where}' (as root) to "
+                       "measure each container").format(
+                    where=where),
             )
         _fs.syncfs(path)
         ops = self.ops
@@ -256,9 +263,11 @@ class BtrfsBackend(Backend):
             subvolumes = [path, *(path / rel for rel, _ in ops.nested(path))]
             groups = [_fs.qgroup(qdir, ops.subvolume_id(p)) for p in subvolumes]
         except OSError as exc:
-            raise self._failure("reading the subvolume ids", path, exc) from None
+            raise self._failure(_("reading the subvolume ids"), path, exc) from None
         if any(g is None for g in groups):
-            return Usage(None, note=f"btrfs quotas on {where} have no numbers for {path} yet (a rescan may be running)")
+            return Usage(None, note=_("btrfs quotas on {where} have no numbers for {path} yet (a rescan may be "
+                                      "running)").format(
+                where=where, path=path))
         used = sum(g.referenced for g in groups)  # type: ignore[union-attr]
         exclusive = sum(g.exclusive for g in groups)  # type: ignore[union-attr]
         note = f"{format_size(exclusive)} exclusive to it (freed by destroying it)"
@@ -292,14 +301,15 @@ class BtrfsBackend(Backend):
         src = Path(source.source)
         self._mount_pool_for(src)
         if not _fs.is_subvolume(src):
-            return f"{src} is not a btrfs subvolume" if os.path.lexists(src) else f"{src} does not exist"
+            return _("{src} is not a btrfs subvolume").format(src=src) if os.path.lexists(src) else _("{src} does not exist").format(
+                src=src)
         target = Path(self.default_source(placement, CreateOptions()))
         self._mount_pool_for(target)
         anchor = _fs.nearest_existing(target.parent)
         if not _fs.is_btrfs(anchor):
-            return f"{anchor} is on {_fs.filesystem_name(anchor)}, not btrfs"
+            return _("{anchor} is on {fstype}, not btrfs").format(anchor=anchor, fstype=_fs.filesystem_name(anchor))
         if not _fs.same_btrfs(src, anchor):
-            return f"{src} and {anchor} are on different btrfs filesystems"
+            return _("{src} and {anchor} are on different btrfs filesystems").format(src=src, anchor=anchor)
         return None
 
     def snapshot(
@@ -323,7 +333,7 @@ class BtrfsBackend(Backend):
     def _snapshot_to(self, source: Path, placement: Placement, options: CreateOptions, *, readonly: bool) -> Path:
         target = Path(self.default_source(placement, options))
         if os.path.lexists(target):
-            raise AlreadyExists(f"{target} already exists", backend=self.name)
+            raise AlreadyExists(_("{target} already exists").format(target=target), backend=self.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             count = _tree.snapshot_tree(self.ops, source, target, readonly=readonly)
@@ -331,11 +341,12 @@ class BtrfsBackend(Backend):
             self._prune_pool(target.parent)
             if exc.errno == errno.EPERM and not _fs.is_host_root():
                 raise BdevError(
-                    f"snapshotting {exc.filename or source} was refused: btrfs lets other users snapshot only "
-                    "subvolumes they own; root can snapshot it",
+                    _("snapshotting {filename} was refused: btrfs lets other users snapshot only subvolumes they "
+                      "own; root can snapshot it").format(
+                        filename=exc.filename or source),
                     backend=self.name,
                 ) from None
-            raise self._failure(f"snapshotting {source}", target, exc) from None
+            raise self._failure(_("snapshotting {source}").format(source=source), target, exc) from None
         if count:
             log.info("snapshotted %s with %d nested subvolume(s) to %s", source, count, target)
         return target
@@ -354,9 +365,11 @@ class BtrfsBackend(Backend):
         if exc.errno == errno.ENOSPC:
             mount = mount_holding(_fs.nearest_existing(path))
             where = mount.mountpoint if mount else str(path)
-            return BdevError(f"{action} failed: the btrfs filesystem at {where} is full (no space left on device)", backend=self.name)
+            return BdevError(_("{action} failed: the btrfs filesystem at {where} is full (no space left on device)").format(
+                action=action, where=where), backend=self.name)
         where = exc.filename if exc.filename else path
-        return BdevError(f"{action} failed: {explain(exc)}: {where}", backend=self.name)
+        return BdevError(_("{action} failed: {cause}: {where}").format(
+            action=action, cause=explain(exc), where=where), backend=self.name)
 
     def _delete_refused(self, exc: _tree.DeleteNeedsPrivilege) -> BdevError:
         mount = mount_holding(_fs.nearest_existing(exc.subvolume))
@@ -364,14 +377,16 @@ class BtrfsBackend(Backend):
         cause = f"{explain(exc.cause)}: {exc.cause.filename}" if exc.cause.filename else explain(exc.cause)
         if mount is not None and mount.has_option("user_subvol_rm_allowed"):
             return BdevError(
-                f"cannot delete the subvolume {exc.subvolume} as uid {os.geteuid()}: {cause} (its root directory "
-                f"must be writable by you even with user_subvol_rm_allowed on {where})",
+                _("cannot delete the subvolume {subvolume} as uid {uid}: {cause} (its root directory must be "
+                  "writable by you even with user_subvol_rm_allowed on {where})").format(
+                    subvolume=exc.subvolume, uid=os.geteuid(), cause=cause, where=where),
                 backend=self.name,
             )
         return BdevError(
-            f"cannot delete the subvolume {exc.subvolume} as uid {os.geteuid()}: deleting a btrfs subvolume needs "
-            f"root or the user_subvol_rm_allowed mount option, which {where} lacks, and emptying it file by file "
-            f"failed ({cause}); run 'mount -o remount,user_subvol_rm_allowed {where}' as root",
+            _("cannot delete the subvolume {subvolume} as uid {uid}: deleting a btrfs subvolume needs root or the "
+              "user_subvol_rm_allowed mount option, which {where} lacks, and emptying it file by file failed "
+              "({cause}); run 'mount -o remount,user_subvol_rm_allowed {where}' as root").format(
+                subvolume=exc.subvolume, uid=os.geteuid(), where=where, cause=cause),
             backend=self.name,
         )
 

@@ -13,6 +13,7 @@ from bdev.errors import AlreadyExists, InvalidInput
 from bdev.naming import validate_path
 from bdev.fsops import remove_tree, tree_usage
 from bdev.requirements import Tool
+from ._i18n import _, N_
 
 
 class DirBackend(PathBackend):
@@ -25,11 +26,11 @@ class DirBackend(PathBackend):
 
     name = "dir"
     aliases = ("directory",)
-    description = "a plain directory; snapshots are (reflinked) copies"
+    description = N_("a plain directory; snapshots are (reflinked) copies")
     capabilities = Capabilities(
         unprivileged=True, can_backup=True,
-        unprivileged_note="works for an ordinary user in directories they own; a mapped (lxc.idmap) rootfs "
-                          "is copied and removed in a user namespace of their /etc/subuid range",
+        unprivileged_note=N_("works for an ordinary user in directories they own; a mapped (lxc.idmap) rootfs "
+                            "is copied and removed in a user namespace of their /etc/subuid range"),
     )
     requires = (Tool("mount", "mount"),)
     detect_priority = 1000
@@ -42,7 +43,8 @@ class DirBackend(PathBackend):
     def parse(self, source: str) -> Rootfs:
         """Accept an absolute directory path without control characters."""
         if not source.startswith("/"):
-            raise InvalidInput(f"dir rootfs {source!r} is not an absolute path", backend=self.name)
+            raise InvalidInput(_("dir rootfs {source!r} is not an absolute path").format(source=source),
+                               backend=self.name)
         validate_path(source, "dir rootfs")
         return Rootfs(self.name, os.path.normpath(source))
 
@@ -60,7 +62,7 @@ class DirBackend(PathBackend):
         """Make an empty directory (mode 0755, as LXC) at the default source."""
         path = Path(self.default_source(placement, options))
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise AlreadyExists(f"{path} already exists and is not empty", backend=self.name)
+            raise AlreadyExists(_("{path} already exists and is not empty").format(path=path), backend=self.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir(mode=0o755, exist_ok=True)
         os.chmod(path, 0o755)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bdev.errors import BackendUnavailable, BdevError
+from ._i18n import _
 
 log = logging.getLogger("bdev.loop")
 
@@ -78,11 +79,11 @@ class LoopDevices:
     def problem(self) -> str | None:
         """Why loop devices cannot be attached here, or None."""
         if not self.control.exists():
-            return f"{self.control} does not exist (the kernel has no loop driver)"
+            return _("{control} does not exist (the kernel has no loop driver)").format(control=self.control)
         if os.geteuid() != 0:
-            return "attaching loop devices and mounting them needs root"
+            return _("attaching loop devices and mounting them needs root")
         if not os.access(self.control, os.R_OK | os.W_OK):
-            return f"{self.control} is not readable and writable"
+            return _("{control} is not readable and writable").format(control=self.control)
         return None
 
     def node(self, name: str) -> Path:
@@ -127,11 +128,12 @@ class LoopDevices:
             control = os.open(self.control, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
             raise BackendUnavailable(
-                f"no loop device can be had: cannot open {self.control} ({exc.strerror})", backend=self.backend
+                _("no loop device can be had: cannot open {control} ({cause})").format(
+                    control=self.control, cause=exc.strerror), backend=self.backend
             ) from None
         try:
             last, refused = "", -1
-            for _ in range(_ATTEMPTS):
+            for _attempt in range(_ATTEMPTS):
                 number = self._free_number(control, stuck=refused)
                 name = f"loop{number}"
                 device_fd = self._open_node(name, readonly)
@@ -144,12 +146,14 @@ class LoopDevices:
                         log.debug("%s; asking %s again", last, self.control)
                         continue
                     raise BdevError(
-                        f"cannot attach {image} to {self.node(name)} ({exc.strerror})", backend=self.backend
+                        _("cannot attach {image} to {node} ({cause})").format(
+                            image=image, node=self.node(name), cause=exc.strerror), backend=self.backend
                     ) from None
                 log.debug("attached %s to %s%s", image, self.node(name), " read-only" if readonly else "")
                 return name, device_fd
             raise BackendUnavailable(
-                f"no free loop device could be claimed after {_ATTEMPTS} attempts ({last})", backend=self.backend
+                _("no free loop device could be claimed after {attempts} attempts ({last})").format(
+                    attempts=_ATTEMPTS, last=last), backend=self.backend
             )
         finally:
             os.close(control)
@@ -163,7 +167,8 @@ class LoopDevices:
             return number
         except OSError as exc:
             raise BackendUnavailable(
-                f"no free loop device can be had from {self.control} ({exc.strerror})", backend=self.backend
+                _("no free loop device can be had from {control} ({cause})").format(
+                    control=self.control, cause=exc.strerror), backend=self.backend
             ) from None
 
     def _open_node(self, name: str, readonly: bool) -> int:
@@ -176,11 +181,13 @@ class LoopDevices:
             except FileNotFoundError:
                 if time.monotonic() > deadline:
                     raise BackendUnavailable(
-                        f"the kernel offered {name} but {path} never appeared", backend=self.backend
+                        _("the kernel offered {name} but {path} never appeared").format(
+                            name=name, path=path), backend=self.backend
                     ) from None
                 time.sleep(0.01)
             except OSError as exc:
-                raise BackendUnavailable(f"cannot open {path} ({exc.strerror})", backend=self.backend) from None
+                raise BackendUnavailable(_("cannot open {path} ({cause})").format(path=path, cause=exc.strerror),
+                                         backend=self.backend) from None
 
     @staticmethod
     def _configure(device_fd: int, image_fd: int, image: Path, readonly: bool) -> None:

@@ -23,11 +23,12 @@ from bdev.backend import PathBackend
 from bdev.fsops import tree_usage
 from bdev.mounts import mount_at, mountpoints_of
 from bdev.naming import validate_path
-from bdev.requirements import KernelFilesystem, Tool
+from bdev.requirements import Tool
 from bdev.units import format_size
 
 from . import _filesystems as fsys
 from . import _image
+from ._i18n import _, N_
 from ._kernel_log import KernelLog
 from ._loopdev import LOOP_CONTROL, Attachment, LoopDevices
 
@@ -35,16 +36,6 @@ GiB = 1 << 30
 DEFAULT_SIZE = 1 * GiB  # LXC's default --fssize
 IMAGE_LEAF = "rootdev"
 _ALIGN = 4096
-
-
-def _filesystem_requirements() -> tuple[Tool | KernelFilesystem, ...]:
-    """ext4 (the default) is required; xfs and btrfs only widen the choice."""
-    out: list[Tool | KernelFilesystem] = []
-    for fs in fsys.FILESYSTEMS.values():
-        optional = fs.name != fsys.DEFAULT_FSTYPE
-        out += [Tool(t, fs.package, optional=optional) for t in fs.tools]
-        out.append(KernelFilesystem(fs.name, optional=optional))
-    return tuple(out)
 
 
 class LoopBackend(PathBackend):
@@ -57,7 +48,7 @@ class LoopBackend(PathBackend):
     """
 
     name = "loop"
-    description = "a filesystem image (ext4, xfs or btrfs) on a loop device; snapshots reflink the image"
+    description = N_("a filesystem image (ext4, xfs or btrfs) on a loop device; snapshots reflink the image")
     capabilities = Capabilities(
         native_snapshot=True,
         copy_by_snapshot=True,
@@ -66,7 +57,7 @@ class LoopBackend(PathBackend):
         sized=True,
         can_backup=True,
     )
-    requires = (Tool("mount", "mount"), Tool("umount", "mount"), *_filesystem_requirements())
+    requires = (Tool("mount", "mount"), Tool("umount", "mount"), *fsys.requirements())
     detect_priority = 50
 
     def __init__(
@@ -90,8 +81,8 @@ class LoopBackend(PathBackend):
         """How images are attached and copied here, and which filesystems can be made."""
         usable = [fs.name for fs in fsys.FILESYSTEMS.values() if fs.problem() is None]
         return (
-            f"loop-control ioctls with autoclear; FICLONE or sparse image copies; "
-            f"fstypes: {', '.join(usable) or 'none'}"
+            _("loop-control ioctls with autoclear; FICLONE or sparse image copies; fstypes: {usable}").format(
+                usable=', '.join(usable) or 'none')
         )
 
     def refusal_at(self, placement: Placement, options: CreateOptions) -> str | None:
@@ -112,7 +103,8 @@ class LoopBackend(PathBackend):
     def parse(self, source: str) -> Rootfs:
         """Accept an absolute image path without control characters."""
         if not source.startswith("/"):
-            raise InvalidInput(f"loop rootfs {source!r} is not an absolute path", backend=self.name)
+            raise InvalidInput(_("loop rootfs {source!r} is not an absolute path").format(source=source),
+                               backend=self.name)
         return Rootfs(self.name, str(validate_path(source, "loop image")))
 
     def default_source(self, placement: Placement, options: CreateOptions) -> str:
@@ -129,7 +121,7 @@ class LoopBackend(PathBackend):
         fs, size = self._new_image(placement, options)
         image = Path(self.default_source(placement, options))
         if os.path.lexists(image):
-            raise AlreadyExists(f"{image} already exists", backend=self.name)
+            raise AlreadyExists(_("{image} already exists").format(image=image), backend=self.name)
         with self._undo_on_failure(image, placement):
             _image.create_sparse(image, size)
             fsys.make(fs, image, backend=self.name)
@@ -144,8 +136,9 @@ class LoopBackend(PathBackend):
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            raise BdevError(f"{image} is a directory, not a loop image; it was left alone", backend=self.name)
-        self._refuse_if_in_use(image, "removing it")
+            raise BdevError(_("{image} is a directory, not a loop image; it was left alone").format(image=image),
+                            backend=self.name)
+        self._refuse_if_in_use(image, _("removing it"))
         try:
             os.unlink(image)
         except FileNotFoundError:
@@ -165,11 +158,13 @@ class LoopBackend(PathBackend):
         """
         image = self._image_file(rootfs)
         if not readonly and not os.stat(image).st_mode & 0o222:
-            raise BdevError(f"the image {image} is frozen (read-only); mount it read-only", backend=self.name)
+            raise BdevError(_("the image {image} is frozen (read-only); mount it read-only").format(image=image),
+                            backend=self.name)
         users = self._users(image)
         if users and (not readonly or any(not u.readonly for u in users)):
             raise Busy(
-                f"the image {image} is already in use by {self._describe(users)}; unmount it first", backend=self.name
+                _("the image {image} is already in use by {users}; unmount it first").format(
+                    image=image, users=self._describe(users)), backend=self.name
             )
         fstype = self._probe(image)
         with self.loops.attached(image, readonly=readonly) as device, KernelLog() as kernel:
@@ -180,7 +175,8 @@ class LoopBackend(PathBackend):
                 said = kernel.about(device.name)
                 reason = said[-1] if said else _mount_complaint(exc.stderr, mountpoint)
                 raise BdevError(
-                    f"cannot mount the {fstype} filesystem in {image}, it may be damaged ({reason})", backend=self.name
+                    _("cannot mount the {fstype} filesystem in {image}, it may be damaged ({reason})").format(
+                        fstype=fstype, image=image, reason=reason), backend=self.name
                 ) from None
 
     def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
@@ -192,7 +188,8 @@ class LoopBackend(PathBackend):
         try:
             run(["umount", str(mountpoint)], backend=self.name)
         except CommandError as exc:
-            raise BdevError(f"cannot unmount {mountpoint} ({fsys.detail(exc)})", backend=self.name) from None
+            raise BdevError(_("cannot unmount {mountpoint} ({detail})").format(
+                mountpoint=mountpoint, detail=fsys.detail(exc)), backend=self.name) from None
         device = Path(entry.source)
         if device.parent != self.loops.control.parent or not device.name.startswith("loop"):
             return
@@ -206,7 +203,8 @@ class LoopBackend(PathBackend):
                 self.loops.detach(device.name)
             if self.loops.wait_released(device.name, image, timeout=2.0):
                 return
-        raise BdevError(f"{device} still holds {image} after unmounting {mountpoint}", backend=self.name)
+        raise BdevError(_("{device} still holds {image} after unmounting {mountpoint}").format(
+            device=device, image=image, mountpoint=mountpoint), backend=self.name)
 
     # ------------------------------------------------------------------ measuring and resizing
 
@@ -219,7 +217,8 @@ class LoopBackend(PathBackend):
         try:
             used, total = self._filesystem_usage(rootfs, image)
         except BdevError as exc:
-            return Usage(allocated, size, note=f"{host}; its filesystem was not measured ({exc.cause})")
+            return Usage(allocated, size, note=_("{host}; its filesystem was not measured ({cause})").format(
+                host=host, cause=exc.cause))
         return Usage(used, total, note=host)
 
     def _filesystem_usage(self, rootfs: Rootfs, image: Path) -> tuple[int, int]:
@@ -241,21 +240,24 @@ class LoopBackend(PathBackend):
         size = _aligned(size)
         if size < current // _ALIGN * _ALIGN:
             raise InvalidInput(
-                f"cannot shrink {image} from {format_size(current)} to {format_size(size)}: loop images only grow",
+                _("cannot shrink {image} from {size} to {size2}: loop images only grow").format(
+                    image=image, size=format_size(current), size2=format_size(size)),
                 backend=self.name,
             )
         if size <= current:  # the same size (LXC's images are one byte over theirs)
             return
-        self._refuse_if_in_use(image, "resizing it")
+        self._refuse_if_in_use(image, _("resizing it"))
         fstype = self._probe(image)
         fs = fsys.FILESYSTEMS.get(fstype)
         if fs is None:
             raise BdevError(
-                f"cannot grow the {fstype} filesystem in {image} (bdev grows {fsys.supported()})", backend=self.name
+                _("cannot grow the {fstype} filesystem in {image} (bdev grows {supported})").format(
+                    fstype=fstype, image=image, supported=fsys.supported()), backend=self.name
             )
         problem = fs.problem()
         if problem:
-            raise BdevError(f"cannot grow the {fstype} filesystem in {image}: {problem}", backend=self.name)
+            raise BdevError(_("cannot grow the {fstype} filesystem in {image}: {problem}").format(
+                fstype=fstype, image=image, problem=problem), backend=self.name)
         self._grow(rootfs, fs, current, size)
 
     def _grow(self, rootfs: Rootfs, fs: fsys.Filesystem, current: int, size: int) -> None:
@@ -307,7 +309,8 @@ class LoopBackend(PathBackend):
         image = self._image_file(source)
         if any(not user.readonly for user in self._users(image)):
             raise Busy(
-                f"the image {image} is mounted read-write, so a copy would be inconsistent; unmount it first",
+                _("the image {image} is mounted read-write, so a copy would be inconsistent; unmount it first").format(
+                    image=image),
                 backend=self.name,
             )
         fstype, size = self._probe(image), _image.apparent_size(image)
@@ -319,10 +322,11 @@ class LoopBackend(PathBackend):
         fs = fsys.FILESYSTEMS.get(fstype)  # None: a type bdev does not make, copied as it is
         problem = fs.problem() if fs is not None else None
         if problem:
-            raise BdevError(f"cannot copy the {fstype} image {image}: {problem}", backend=self.name)
+            raise BdevError(_("cannot copy the {fstype} image {image}: {problem}").format(
+                fstype=fstype, image=image, problem=problem), backend=self.name)
         target = Path(self.default_source(placement, options))
         if os.path.lexists(target):
-            raise AlreadyExists(f"{target} already exists", backend=self.name)
+            raise AlreadyExists(_("{target} already exists").format(target=target), backend=self.name)
         with self._undo_on_failure(target, placement):
             how = _image.copy_image(image, target)
             if fs is not None:
@@ -370,7 +374,8 @@ class LoopBackend(PathBackend):
             users = self.loops.attachments(Path(placement.near))
             if users:
                 raise Busy(
-                    f"the image {placement.near} is in use by {self._describe(users)}; unmount it before replacing it",
+                    _("the image {near} is in use by {users}; unmount it before replacing it").format(
+                        near=placement.near, users=self._describe(users)),
                     backend=self.name,
                 )
         inherited_type, inherited_size = self._inherited(placement)
@@ -378,16 +383,18 @@ class LoopBackend(PathBackend):
         fs = fsys.FILESYSTEMS.get(fstype)
         if fs is None:
             raise InvalidInput(
-                f"a loop image cannot hold a {fstype!r} filesystem (supported: {fsys.supported()})", backend=self.name
+                _("a loop image cannot hold a {fstype!r} filesystem (supported: {supported})").format(
+                    fstype=fstype, supported=fsys.supported()), backend=self.name
             )
         problem = fs.problem()
         if problem:
-            raise BdevError(f"cannot make a {fstype} image: {problem}", backend=self.name)
+            raise BdevError(_("cannot make a {fstype} image: {problem}").format(fstype=fstype, problem=problem),
+                            backend=self.name)
         size = _aligned(options.fssize or inherited_size or DEFAULT_SIZE)
         if size < fs.minimum:
             raise InvalidInput(
-                f"{format_size(size)} is too small for {fstype} "
-                f"(the smallest {fstype} filesystem is {format_size(fs.minimum)})",
+                _("{size} is too small for {fstype} (the smallest {fstype} filesystem is {size2})").format(
+                    size=format_size(size), fstype=fstype, size2=format_size(fs.minimum)),
                 backend=self.name,
             )
         return fs, size
@@ -409,11 +416,12 @@ class LoopBackend(PathBackend):
         try:
             st = os.stat(image)
         except FileNotFoundError:
-            raise NotFound(f"the loop image {image} does not exist", backend=self.name) from None
+            raise NotFound(_("the loop image {image} does not exist").format(image=image), backend=self.name) from None
         except OSError as exc:
             raise from_os_error(exc, backend=self.name) from None
         if not stat.S_ISREG(st.st_mode):
-            raise BdevError(f"{image} is not a regular file, so not a loop image", backend=self.name)
+            raise BdevError(_("{image} is not a regular file, so not a loop image").format(image=image),
+                            backend=self.name)
         return image
 
     def _probe(self, image: Path) -> str:
@@ -423,7 +431,8 @@ class LoopBackend(PathBackend):
             raise from_os_error(exc, backend=self.name) from None
         if fstype is None:
             raise BdevError(
-                f"the image {image} holds no filesystem bdev recognises (damaged superblock, or never formatted)",
+                _("the image {image} holds no filesystem bdev recognises (damaged superblock, or never formatted)").format(
+                    image=image),
                 backend=self.name,
             )
         return fstype
@@ -444,7 +453,8 @@ class LoopBackend(PathBackend):
         users = self._users(image)
         if users:
             raise Busy(
-                f"the image {image} is in use by {self._describe(users)}; unmount it before {doing}", backend=self.name
+                _("the image {image} is in use by {users}; unmount it before {doing}").format(
+                    image=image, users=self._describe(users), doing=doing), backend=self.name
             )
 
     @staticmethod
@@ -474,7 +484,7 @@ class LoopBackend(PathBackend):
                 with contextlib.suppress(OSError):
                     made.rmdir()
             if isinstance(exc, FileExistsError):
-                raise AlreadyExists(f"{image} already exists", backend=self.name) from None
+                raise AlreadyExists(_("{image} already exists").format(image=image), backend=self.name) from None
             if isinstance(exc, OSError):
                 raise from_os_error(exc, backend=self.name) from None
             raise

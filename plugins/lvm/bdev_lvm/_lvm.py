@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bdev.command import run
 from bdev.errors import AlreadyExists, BackendUnavailable, BdevError, CommandError, NotFound
+from ._i18n import _
 
 BACKEND = "lvm"
 ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1"}
@@ -100,7 +101,8 @@ def report_rows(text: str, kind: str) -> list[dict[str, str]]:
         document = json.loads(text)
         return [row for section in document["report"] for row in section.get(kind, [])]
     except (ValueError, KeyError, TypeError) as exc:
-        raise BdevError(f"cannot read LVM's {kind} report ({exc})", backend=BACKEND) from None
+        raise BdevError(_("cannot read LVM's {kind} report ({error})").format(kind=kind, error=exc),
+                        backend=BACKEND) from None
 
 
 def parse_lvs(text: str) -> list[LogicalVolume]:
@@ -132,22 +134,25 @@ def explain(exc: CommandError) -> BdevError:
     text = " ".join(lines)
     detail = lines[-1] if lines else f"exit status {exc.returncode}"
     if exc.returncode == 127:
-        return BackendUnavailable(f"{exc.argv[0]} is not installed (install lvm2)", backend=BACKEND)
+        return BackendUnavailable(_("{argv} is not installed (install lvm2)").format(argv=exc.argv[0]), backend=BACKEND)
     if NO_DM in text or "Failure to communicate with kernel device-mapper" in text:
         target = next((line.split(":", 1)[0] for line in lines if NO_DM in line), "device-mapper")
         return BackendUnavailable(
-            f"'{command}' failed: this kernel has no device-mapper {target} target, so LVM cannot activate volumes",
+            _("'{command}' failed: this kernel has no device-mapper {target} target, so LVM cannot activate volumes").format(
+                command=command, target=target),
             backend=BACKEND,
         )
     if "already exists" in text:
-        return AlreadyExists(f"'{command}' failed: {detail}", backend=BACKEND)
+        return AlreadyExists(_("'{command}' failed: {detail}").format(command=command, detail=detail), backend=BACKEND)
     if "not found" in text or "Failed to find" in text:
-        return NotFound(f"'{command}' failed: {detail}", backend=BACKEND)
+        return NotFound(_("'{command}' failed: {detail}").format(command=command, detail=detail), backend=BACKEND)
     if "Insufficient free space" in text or "insufficient free" in text.lower():
-        return BdevError(f"'{command}' failed: the volume group has not enough free space ({detail})", backend=BACKEND)
+        return BdevError(_("'{command}' failed: the volume group has not enough free space ({detail})").format(
+            command=command, detail=detail), backend=BACKEND)
     if "thin pool" in text.lower() and ("full" in text.lower() or "threshold" in text.lower()):
-        return BdevError(f"'{command}' failed: the thin pool is full ({detail})", backend=BACKEND)
-    return BdevError(f"'{command}' failed: {detail}", backend=BACKEND)
+        return BdevError(_("'{command}' failed: the thin pool is full ({detail})").format(
+            command=command, detail=detail), backend=BACKEND)
+    return BdevError(_("'{command}' failed: {detail}").format(command=command, detail=detail), backend=BACKEND)
 
 
 def lvm(tool: str, *args: str, check: bool = True) -> str:
@@ -203,6 +208,7 @@ def device_mapper_problem(proc_misc: Path = Path("/proc/misc"), modules: Path = 
         except OSError:
             continue
     return (
-        f"device-mapper is not in this kernel (Linux {release} has no device-mapper driver and no dm-mod module), "
-        "so LVM cannot activate logical volumes"
+        _("device-mapper is not in this kernel (Linux {release} has no device-mapper driver and no dm-mod module), "
+          "so LVM cannot activate logical volumes").format(
+            release=release)
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from ._i18n import _
+
 _CHARS = re.compile(r"^[A-Za-z0-9+_.-]+$")
 RESERVED_LV_NAMES = (".", "..")
 RESERVED_LV_PREFIXES = ("snapshot", "pvmove")
@@ -22,37 +24,44 @@ DM_NAME_ROOM = 127 - len("-cow")
 
 def _common_problem(name: str, what: str) -> str | None:
     if not name:
-        return f"{what} name is empty"
+        return _("{what} name is empty").format(what=what)
     if not _CHARS.match(name):
-        return f"{what} name {name!r} is not valid for LVM (it allows only letters, digits and '+', '_', '.', '-')"
+        return _("{what} name {name!r} is not valid for LVM (it allows only letters, digits and '+', '_', '.', '-')").format(
+            what=what, name=name)
     if name.startswith("-"):
-        return f"{what} name {name!r} is not valid for LVM (it must not begin with '-')"
+        return _("{what} name {name!r} is not valid for LVM (it must not begin with '-')").format(what=what, name=name)
     if name in RESERVED_LV_NAMES:
-        return f"{what} name {name!r} is reserved by LVM"
+        return _("{what} name {name!r} is reserved by LVM").format(what=what, name=name)
     if len(name) > NAME_LEN:
-        return f"{what} name {name[:20]!r}... is {len(name)} characters long, more than LVM's {NAME_LEN}"
+        return _("{what} name {name!r}... is {count} characters long, more than LVM's {name_len}").format(
+            what=what, name=name[:20], count=len(name), name_len=NAME_LEN)
     return None
 
 
 def vg_problem(name: str) -> str | None:
     """Why LVM would reject ``name`` as a volume group name, or None."""
-    return _common_problem(name, "volume group")
+    return _common_problem(name, _("volume group"))
 
 
 def lv_problem(name: str, vg: str = "") -> str | None:
     """Why LVM would reject ``name`` as a new logical volume name (in volume group ``vg``),
     or None."""
-    problem = _common_problem(name, "logical volume")
+    problem = _common_problem(name, _("logical volume"))
     if problem:
         return problem
     for prefix in RESERVED_LV_PREFIXES:
         if name.startswith(prefix):
-            return f"logical volume name {name!r} is not valid for LVM (names beginning with {prefix!r} are reserved)"
+            return _("logical volume name {name!r} is not valid for LVM (names beginning with {prefix!r} are "
+                     "reserved)").format(
+                name=name, prefix=prefix)
     for part in RESERVED_LV_PARTS:
         if part in name:
-            return f"logical volume name {name!r} is not valid for LVM (it contains {part!r}, reserved for LVM's own volumes)"
+            return _("logical volume name {name!r} is not valid for LVM (it contains {part!r}, reserved for LVM's "
+                     "own volumes)").format(
+                name=name, part=part)
     if vg and len(dm_name(vg, name)) > DM_NAME_ROOM:
-        return f"logical volume name {name!r} is too long for a device-mapper name in volume group {vg!r}"
+        return _("logical volume name {name!r} is too long for a device-mapper name in volume group {vg!r}").format(
+            name=name, vg=vg)
     return None
 
 

@@ -38,6 +38,7 @@ from bdev.requirements import KernelFilesystem, PythonModule, Tool
 from bdev.units import format_size
 
 from . import _devices, _filesystems as fsys, _lvm, _names
+from ._i18n import _, N_
 from ._lvm import LogicalVolume, lvm
 
 log = logging.getLogger("bdev.lvm")
@@ -89,7 +90,7 @@ class LvmBackend(Backend):
     """A rootfs on an LVM logical volume, thin or thick, with native snapshot clones."""
 
     name = "lvm"
-    description = "an LVM logical volume (thin in the thin pool if there is one, else thick); snapshot clones"
+    description = N_("an LVM logical volume (thin in the thin pool if there is one, else thick); snapshot clones")
     capabilities = Capabilities(
         native_snapshot=True,
         snapshot_depends_on_origin=True,  # thick snapshots die with their origin
@@ -116,8 +117,9 @@ class LvmBackend(Backend):
     def implementation(self) -> str:
         """Which volume group and thin pool new volumes go to, and the usable fstypes."""
         return (
-            f"lvm2 CLI with JSON reports; volume group {self.volume_group_name()}, thin pool "
-            f"{self.thin_pool_name()} when it exists (else thick volumes); fstypes: {', '.join(fsys.usable()) or 'none'}"
+            _("lvm2 CLI with JSON reports; volume group {vg}, thin pool {pool} when it exists (else thick volumes); "
+              "fstypes: {fstypes}").format(
+                vg=self.volume_group_name(), pool=self.thin_pool_name(), fstypes=', '.join(fsys.usable()) or 'none')
         )
 
     def volume_group_name(self, options: CreateOptions | None = None) -> str:
@@ -152,7 +154,8 @@ class LvmBackend(Backend):
         """Accept ``/dev/<vg>/<lv>`` with names LVM accepts."""
         parts = _names.split_locator(source)
         if parts is None:
-            raise InvalidInput(f"lvm rootfs {source!r} is not of the form /dev/<vg>/<lv>", backend=self.name)
+            raise InvalidInput(_("lvm rootfs {source!r} is not of the form /dev/<vg>/<lv>").format(source=source),
+                               backend=self.name)
         problem = _names.vg_problem(parts[0]) or _names.lv_problem(parts[1])
         if problem:
             raise InvalidInput(problem, backend=self.name)
@@ -196,14 +199,16 @@ class LvmBackend(Backend):
         if lv is None:
             return
         if lv.thin_pool:
-            raise BdevError(f"{vg}/{name} is a thin pool, not a container's volume; it was left alone", backend=self.name)
+            raise BdevError(_("{vg}/{name} is a thin pool, not a container's volume; it was left alone").format(
+                vg=vg, name=name), backend=self.name)
         snapshots = sorted(v.name for v in existing.values() if v.thick_snapshot and v.origin == name)
         if snapshots:
             raise HasDependents(
-                f"the thick snapshots {', '.join(snapshots)} of {vg}/{name} would be destroyed with it; destroy them first",
+                _("the thick snapshots {snapshots} of {vg}/{name} would be destroyed with it; destroy them first").format(
+                    snapshots=', '.join(snapshots), vg=vg, name=name),
                 backend=self.name,
             )
-        self._refuse_if_mounted(lv, "removing it")
+        self._refuse_if_mounted(lv, _("removing it"))
         self._remove(vg, name)
 
     def exists(self, rootfs: Rootfs) -> bool:
@@ -223,11 +228,13 @@ class LvmBackend(Backend):
         self._activate(lv)
         fstype = fsys.probe(lv.path)
         if fstype is None:
-            raise BdevError(f"{lv.path} holds no filesystem (damaged, or never formatted)", backend=self.name)
+            raise BdevError(_("{path} holds no filesystem (damaged, or never formatted)").format(path=lv.path),
+                            backend=self.name)
         try:
             run(["mount", "-t", fstype, "-o", "ro" if readonly else "rw", lv.path, str(mountpoint)], backend=self.name)
         except CommandError as exc:
-            raise BdevError(f"cannot mount the {fstype} filesystem on {lv.path} ({_last_line(exc.stderr)})", backend=self.name) from None
+            raise BdevError(_("cannot mount the {fstype} filesystem on {path} ({detail})").format(
+                fstype=fstype, path=lv.path, detail=_last_line(exc.stderr)), backend=self.name) from None
 
     def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
         """Unmount ``mountpoint``; nothing mounted there is fine."""
@@ -236,19 +243,25 @@ class LvmBackend(Backend):
         try:
             run(["umount", str(mountpoint)], backend=self.name)
         except CommandError as exc:
-            raise BdevError(f"cannot unmount {mountpoint} ({_last_line(exc.stderr)})", backend=self.name) from None
+            raise BdevError(_("cannot unmount {mountpoint} ({detail})").format(
+                mountpoint=mountpoint, detail=_last_line(exc.stderr)), backend=self.name) from None
 
     def usage(self, rootfs: Rootfs) -> Usage:
         """A thin volume: the bytes it holds in its pool, of its virtual size; a thick volume:
         its size, all allocated."""
         lv = self._existing(rootfs)
         if not lv.thin:
-            return Usage(lv.size, lv.size, note=f"thick volume: all {format_size(lv.size)} allocated in {lv.vg}")
+            return Usage(lv.size, lv.size, note=_("thick volume: all {size} allocated in {vg}").format(
+                size=format_size(lv.size), vg=lv.vg))
         pool = _lvm.volume(lv.vg, lv.pool)
-        fill = f"; its pool {lv.vg}/{lv.pool} is {pool.data_percent or 0:.0f}% full" if pool else ""
+        fill = _("; its pool {vg}/{pool} is filled to {percent:.0f}%").format(
+            vg=lv.vg, pool=lv.pool, percent=pool.data_percent or 0) if pool else ""
         if lv.data_percent is None:
-            return Usage(None, lv.size, note=f"thin volume of {format_size(lv.size)}, inactive, so LVM does not say how much it holds{fill}")
-        return Usage(int(lv.size * lv.data_percent / 100), lv.size, note=f"thin volume of {format_size(lv.size)}{fill}")
+            return Usage(None, lv.size, note=_("thin volume of {size}, inactive, so LVM does not say how much it "
+                                               "holds{fill}").format(
+                size=format_size(lv.size), fill=fill))
+        return Usage(int(lv.size * lv.data_percent / 100), lv.size, note=_("thin volume of {size}{fill}").format(
+            size=format_size(lv.size), fill=fill))
 
     # ------------------------------------------------------------------ cloning
 
@@ -270,7 +283,8 @@ class LvmBackend(Backend):
         except (BdevError, OSError):
             full = self._pool_problem(new.vg, new.pool.name) if new.pool else None
             if full:
-                raise BdevError(f"the copy into {new.path} failed because {full}", backend=self.name) from None
+                raise BdevError(_("the copy into {path} failed because {full}").format(path=new.path, full=full),
+                                backend=self.name) from None
             raise
 
     def snapshot_refusal(
@@ -287,22 +301,28 @@ class LvmBackend(Backend):
             origin = self._existing(source)
         except BdevError as exc:
             return exc.cause
-        target_vg, _ = _names.split_locator(self.default_source(placement, options or CreateOptions())) or ("", "")
+        target_vg = (_names.split_locator(self.default_source(placement, options or CreateOptions())) or ("", ""))[0]
         if target_vg != origin.vg:
-            return f"{origin.vg}/{origin.name} is in volume group {origin.vg}, the new volume would be in {target_vg}"
+            return _("{vg}/{name} is in volume group {vg}, the new volume would be in {target_vg}").format(
+                vg=origin.vg, name=origin.name, target_vg=target_vg)
         if origin.thin:
             return self._pool_problem(origin.vg, origin.pool)
         if origin.thick_snapshot:
-            return f"{origin.vg}/{origin.name} is a thick snapshot, and LVM cannot snapshot a thick snapshot"
+            return _("{vg}/{name} is a thick snapshot, and LVM cannot snapshot a thick snapshot").format(
+                vg=origin.vg, name=origin.name)
         if placement.owner is not None or placement.stage is not None:
-            return f"{origin.vg}/{origin.name} is thick, and a thick snapshot dies with its origin, so snapshots and restores of it are copies"
+            return _("{vg}/{name} is thick, and a thick snapshot dies with its origin, so snapshots and restores of "
+                     "it are copies").format(
+                vg=origin.vg, name=origin.name)
         if SNAPSHOT_TAG in origin.tags:
-            return f"{origin.vg}/{origin.name} is a container snapshot; a thick snapshot of it would keep it from being destroyed"
+            return _("{vg}/{name} is a container snapshot; a thick snapshot of it would keep it from being "
+                     "destroyed").format(
+                vg=origin.vg, name=origin.name)
         group = _lvm.volume_group(origin.vg)
         if group is not None and group.free < origin.size:
             return (
-                f"a thick snapshot of {origin.vg}/{origin.name} needs {format_size(origin.size)} and volume group "
-                f"{origin.vg} has {format_size(group.free)} free"
+                _("a thick snapshot of {vg}/{name} needs {size} and volume group {vg} has {size2} free").format(
+                    vg=origin.vg, name=origin.name, size=format_size(origin.size), size2=format_size(group.free))
             )
         return None
 
@@ -319,7 +339,8 @@ class LvmBackend(Backend):
         if problem:
             raise InvalidInput(problem, backend=self.name)
         if _lvm.volume(vg, name) is not None:
-            raise AlreadyExists(f"logical volume {vg}/{name} already exists", backend=self.name)
+            raise AlreadyExists(_("logical volume {vg}/{name} already exists").format(vg=vg, name=name),
+                                backend=self.name)
         tags = ["--addtag", SNAPSHOT_TAG] if placement.owner else []
         self._activate(origin)
         with self._undo_on_failure(vg, name, placement) as undo:
@@ -342,13 +363,15 @@ class LvmBackend(Backend):
         vg, a = self._split(live)
         vg_b, b = self._split(staged)
         if vg_b != vg:
-            raise BdevError(f"cannot swap {live.source} and {staged.source}: they are in different volume groups", backend=self.name)
+            raise BdevError(_("cannot swap {source} and {source2}: they are in different volume groups").format(
+                source=live.source, source2=staged.source), backend=self.name)
         self._repair(vg, a)
         existing = _lvm.volumes(vg)
         for name in (a, b):
             if name not in existing:
-                raise NotFound(f"logical volume {vg}/{name} does not exist", backend=self.name)
-            self._refuse_if_mounted(existing[name], "swapping it")
+                raise NotFound(_("logical volume {vg}/{name} does not exist").format(vg=vg, name=name),
+                               backend=self.name)
+            self._refuse_if_mounted(existing[name], _("swapping it"))
         tmp = a + SWAP_SUFFIX
         lvm("lvchange", "-q", "--addtag", SWAP_TAG + b, f"{vg}/{a}")
         lvm("lvrename", "-q", vg, a, tmp)
@@ -361,7 +384,8 @@ class LvmBackend(Backend):
     def _split(self, rootfs: Rootfs) -> tuple[str, str]:
         parts = _names.split_locator(rootfs.source)
         if parts is None:
-            raise InvalidInput(f"lvm rootfs {rootfs.source!r} is not of the form /dev/<vg>/<lv>", backend=self.name)
+            raise InvalidInput(_("lvm rootfs {source!r} is not of the form /dev/<vg>/<lv>").format(
+                source=rootfs.source), backend=self.name)
         return parts
 
     def _existing(self, rootfs: Rootfs) -> LogicalVolume:
@@ -369,7 +393,7 @@ class LvmBackend(Backend):
         self._repair(vg, name)
         lv = _lvm.volume(vg, name)
         if lv is None:
-            raise NotFound(f"logical volume {vg}/{name} does not exist", backend=self.name)
+            raise NotFound(_("logical volume {vg}/{name} does not exist").format(vg=vg, name=name), backend=self.name)
         return lv
 
     def _new_volume(self, placement: Placement, options: CreateOptions) -> NewVolume:
@@ -387,35 +411,43 @@ class LvmBackend(Backend):
         fs = fsys.chosen(options.fstype or (fsys.probe(live.path) if live is not None and live.active else None))
         problem = fs.problem()
         if problem:
-            raise BdevError(f"cannot make a {fs.name} filesystem: {problem}", backend=self.name)
+            raise BdevError(_("cannot make a {name} filesystem: {problem}").format(name=fs.name, problem=problem),
+                            backend=self.name)
         group = _lvm.volume_group(vg)
         if group is None:
             raise NotFound(
-                f"volume group {vg!r} does not exist (create it with vgcreate, or name another with --vgname or lxc.bdev.lvm.vg)",
+                _("volume group {vg!r} does not exist (create it with vgcreate, or name another with --vgname or "
+                  "lxc.bdev.lvm.vg)").format(
+                    vg=vg),
                 backend=self.name,
             )
         existing = _lvm.volumes(vg)
         if name in existing:
-            raise AlreadyExists(f"logical volume {vg}/{name} already exists", backend=self.name)
+            raise AlreadyExists(_("logical volume {vg}/{name} already exists").format(vg=vg, name=name),
+                                backend=self.name)
         size = options.fssize or (live.size if live is not None else DEFAULT_SIZE)
         size = -(-size // group.extent_size) * group.extent_size
         if size < fs.minimum:
             raise InvalidInput(
-                f"{format_size(size)} is too small for {fs.name} (the smallest is {format_size(fs.minimum)})", backend=self.name
+                _("{size} is too small for {name} (the smallest is {size2})").format(
+                    size=format_size(size), name=fs.name, size2=format_size(fs.minimum)), backend=self.name
             )
         pool_name = self.thin_pool_name(options)
         pool = existing.get(pool_name)
         if pool is not None and not pool.thin_pool:
-            raise InvalidInput(f"{vg}/{pool_name} is not a thin pool", backend=self.name)
+            raise InvalidInput(_("{vg}/{pool_name} is not a thin pool").format(vg=vg, pool_name=pool_name),
+                               backend=self.name)
         if pool is None and options.extra.get("thinpool"):
-            raise NotFound(f"thin pool {vg}/{pool_name} does not exist", backend=self.name)
+            raise NotFound(_("thin pool {vg}/{pool_name} does not exist").format(vg=vg, pool_name=pool_name),
+                           backend=self.name)
         if pool is not None:
             full = self._pool_problem(vg, pool_name, pool)
             if full:
                 raise BdevError(full, backend=self.name)
         elif size > group.free:
             raise InvalidInput(
-                f"{format_size(size)} is more than the {format_size(group.free)} free in volume group {vg}", backend=self.name
+                _("{size} is more than the {size2} free in volume group {vg}").format(
+                    size=format_size(size), size2=format_size(group.free), vg=vg), backend=self.name
             )
         return NewVolume(vg, name, fs, size, pool)
 
@@ -429,12 +461,13 @@ class LvmBackend(Backend):
         """Why the thin pool ``vg/pool_name`` takes no new volume (it is missing or full), or None."""
         pool = pool or _lvm.volume(vg, pool_name)
         if pool is None:
-            return f"thin pool {vg}/{pool_name} does not exist"
+            return _("thin pool {vg}/{pool_name} does not exist").format(vg=vg, pool_name=pool_name)
         data, meta = pool.data_percent or 0.0, pool.metadata_percent or 0.0
         if max(data, meta) >= FULL_PERCENT:
             return (
-                f"thin pool {vg}/{pool_name} is full (data {data:.0f}%, metadata {meta:.0f}%); "
-                f"extend it with 'lvextend' or remove volumes from it first"
+                _("thin pool {vg}/{pool_name} is full (data {data:.0f}%, metadata {meta:.0f}%); extend it with "
+                  "'lvextend' or remove volumes from it first").format(
+                    vg=vg, pool_name=pool_name, data=data, meta=meta)
             )
         return None
 
@@ -459,7 +492,8 @@ class LvmBackend(Backend):
     def _refuse_if_mounted(self, lv: LogicalVolume, doing: str) -> None:
         where = mountpoints_of(lv.path) + mountpoints_of(f"/dev/mapper/{_names.dm_name(lv.vg, lv.name)}")
         if where:
-            raise Busy(f"{lv.path} is mounted on {', '.join(where)}; unmount it before {doing}", backend=self.name)
+            raise Busy(_("{path} is mounted on {where}; unmount it before {doing}").format(
+                path=lv.path, where=', '.join(where), doing=doing), backend=self.name)
 
     def _remove(self, vg: str, name: str) -> None:
         """``lvremove``, retrying while the volume is briefly held (udev probing a new or

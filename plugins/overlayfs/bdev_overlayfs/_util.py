@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import stat
 from pathlib import Path
 
 from bdev.mounts import mount_holding
+from ._i18n import N_
 
 
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
@@ -15,16 +18,16 @@ OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 (mounts in a user namespace)."""
 
 UNSUITABLE_UPPER_FS = {
-    "overlay": "overlayfs cannot be the upper layer of another overlay",
-    "nfs": "NFS cannot hold an overlay upper layer (no trusted xattrs, unreliable d_type)",
-    "nfs4": "NFS cannot hold an overlay upper layer (no trusted xattrs, unreliable d_type)",
-    "cifs": "CIFS cannot hold an overlay upper layer",
-    "smb3": "SMB cannot hold an overlay upper layer",
-    "vfat": "FAT has no extended attributes for an overlay upper layer",
-    "exfat": "exFAT has no extended attributes for an overlay upper layer",
-    "squashfs": "squashfs is read-only",
-    "erofs": "erofs is read-only",
-    "iso9660": "iso9660 is read-only",
+    "overlay": N_("overlayfs cannot be the upper layer of another overlay"),
+    "nfs": N_("NFS cannot hold an overlay upper layer (no trusted xattrs, unreliable d_type)"),
+    "nfs4": N_("NFS cannot hold an overlay upper layer (no trusted xattrs, unreliable d_type)"),
+    "cifs": N_("CIFS cannot hold an overlay upper layer"),
+    "smb3": N_("SMB cannot hold an overlay upper layer"),
+    "vfat": N_("FAT has no extended attributes for an overlay upper layer"),
+    "exfat": N_("exFAT has no extended attributes for an overlay upper layer"),
+    "squashfs": N_("squashfs is read-only"),
+    "erofs": N_("erofs is read-only"),
+    "iso9660": N_("iso9660 is read-only"),
 }
 
 
@@ -37,10 +40,47 @@ def in_initial_user_namespace() -> bool:
     return text[:3] == ["0", "0", "4294967295"]
 
 
+_CAP_SYS_ADMIN = 21
+_NS_GET_USERNS = 0xB701  # ioctl: the user namespace owning a namespace
+
+
+def privileged_in_user_namespace() -> bool:
+    """Whether this process runs in a user namespace other than the machine's and holds
+    ``CAP_SYS_ADMIN`` there (a container's first process, or a helper of
+    :func:`bdev.engine.idshift.as_mapped_owner`): it may mount in a mount namespace that
+    namespace owns."""
+    if in_initial_user_namespace():
+        return False
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return False
+    effective = next((line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), "0")
+    return bool(int(effective, 16) >> _CAP_SYS_ADMIN & 1)
+
+
+def owns_mount_namespace() -> bool:
+    """Whether this process's user namespace owns its mount namespace."""
+    try:
+        fd = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        owner = fcntl.ioctl(fd, _NS_GET_USERNS)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    try:
+        return os.fstat(owner).st_ino == os.stat("/proc/self/ns/user").st_ino
+    finally:
+        os.close(owner)
+
+
 def can_mount_here() -> bool:
-    """Whether this process may mount in its own mount namespace (root, or root inside a user
-    namespace it owns)."""
-    return os.geteuid() == 0
+    """Whether this process may mount in its own mount namespace: root, or a process holding
+    ``CAP_SYS_ADMIN`` in a user namespace that owns its mount namespace."""
+    return os.geteuid() == 0 or (privileged_in_user_namespace() and owns_mount_namespace())
 
 
 def needs_userxattr() -> bool:
@@ -133,7 +173,7 @@ def copy_root_metadata(source: Path, target: Path) -> None:
     the merged root of an overlay shows its upper root's metadata, so a new upper must carry
     its origin's."""
     st = os.lstat(source)
-    if os.geteuid() == 0:
+    with contextlib.suppress(PermissionError):  # an ordinary user outside a user namespace keeps theirs
         os.lchown(target, st.st_uid, st.st_gid)
     for name, value in plain_xattrs(source).items():
         if os.geteuid() != 0 and not name.startswith(("user.", "system.posix_acl_")):

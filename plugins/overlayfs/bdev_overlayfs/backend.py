@@ -31,6 +31,7 @@ from bdev.records import Change
 from bdev.requirements import KernelFilesystem, Tool
 
 from . import cloning, mounting, removal
+from ._i18n import _, N_
 from ._util import (
     UNSUITABLE_UPPER_FS,
     can_mount_here,
@@ -49,7 +50,7 @@ class OverlayBackend(Backend):
 
     name = "overlay"
     aliases = ("overlayfs",)
-    description = "overlayfs layers: snapshot clones over any backend (frozen lowers where the origin can freeze)"
+    description = N_("overlayfs layers: snapshot clones over any backend (frozen lowers where the origin can freeze)")
     capabilities = Capabilities(
         native_snapshot=True,
         snapshot_depends_on_origin=True,
@@ -57,8 +58,9 @@ class OverlayBackend(Backend):
         needs_mount=True,
         unprivileged=True,
         can_backup=True,
-        unprivileged_note="mounts in a private user namespace with userxattr (Linux 5.11+); snapshot clones of "
-                          "an ordinary user's mapped (lxc.idmap) containers are not supported yet",
+        unprivileged_note=N_("mounts in a private user namespace with userxattr (Linux 5.11+); an ordinary user's "
+                            "mapped (lxc.idmap) containers mount as their own root; lowers that are mounted images "
+                            "(frozen loop rootfs) need root"),
     )
     requires = (Tool("mount", "mount"), Tool("umount", "mount"), KernelFilesystem("overlay"))
     detect_priority = None  # LXC always writes the overlay: prefix
@@ -72,7 +74,8 @@ class OverlayBackend(Backend):
         if not can_mount_here():
             problem = user_namespaces_problem()
             if problem:
-                reasons.append(f"an ordinary user mounts overlays in a user namespace, but {problem}")
+                reasons.append(_("an ordinary user mounts overlays in a user namespace, but {problem}").format(
+                    problem=problem))
         return reasons
 
     def refusal_at(self, placement: Placement, options: CreateOptions) -> str | None:
@@ -81,10 +84,12 @@ class OverlayBackend(Backend):
         directory = placement.directory
         for char in FORBIDDEN:
             if char in str(directory):
-                return f"{directory} contains {char!r}, which overlay mount options cannot carry"
+                return _("{directory} contains {char!r}, which overlay mount options cannot carry").format(
+                    directory=directory, char=char)
         fstype = filesystem_type(directory)
         if fstype in UNSUITABLE_UPPER_FS:
-            return f"{directory} is on {fstype}: {UNSUITABLE_UPPER_FS[fstype]}"
+            return _("{directory} is on {fstype}: {reason}").format(
+                directory=directory, fstype=fstype, reason=UNSUITABLE_UPPER_FS[fstype])
         return None
 
     def implementation(self) -> str:
@@ -128,7 +133,7 @@ class OverlayBackend(Backend):
         directory, owned by the container) and an empty upper ``overlay/delta``."""
         paths = OverlayPaths.parse(self.default_source(placement, options), self.name)
         if os.path.lexists(paths.upper):
-            raise AlreadyExists(f"{paths.upper} already exists", backend=self.name)
+            raise AlreadyExists(_("{upper} already exists").format(upper=paths.upper), backend=self.name)
         new = cloning.NewRootfs(self, placement)
         new.start()
         try:
@@ -138,7 +143,8 @@ class OverlayBackend(Backend):
             else:
                 lower_dir = placement.rootfs_dir
                 if lower_dir.exists() and (not lower_dir.is_dir() or any(lower_dir.iterdir())):
-                    raise AlreadyExists(f"{lower_dir} already exists and is not empty", backend=self.name)
+                    raise AlreadyExists(_("{lower_dir} already exists and is not empty").format(lower_dir=lower_dir),
+                                        backend=self.name)
                 new.record(Lower(str(lower_dir), LAYER, owned=True, home=str(lower_dir)))
                 lower_dir.mkdir(mode=0o755, exist_ok=True)
                 os.chmod(lower_dir, 0o755)
@@ -159,7 +165,8 @@ class OverlayBackend(Backend):
         try:
             removal.teardown(self.registry, paths, lowers)
         except OSError as exc:
-            raise BdevError(f"cannot remove {exc.filename or paths.upper}: {exc.strerror}", backend=self.name) from None
+            raise BdevError(_("cannot remove {filename}: {cause}").format(
+                filename=exc.filename or paths.upper, cause=exc.strerror), backend=self.name) from None
 
     def exists(self, rootfs: Rootfs) -> bool:
         """Whether the upper directory exists."""
@@ -179,8 +186,8 @@ class OverlayBackend(Backend):
         """
         if not can_mount_here():
             raise BdevError(
-                "mounting an overlay on a host mount point needs root; bdev reaches an ordinary user's "
-                "overlay through a private user namespace instead",
+                _("mounting an overlay on a host mount point needs root; bdev reaches an ordinary user's overlay "
+                  "through a private user namespace instead"),
                 backend=self.name,
             )
         paths = OverlayPaths.parse(rootfs.source, self.name)
@@ -204,7 +211,8 @@ class OverlayBackend(Backend):
         mounted = [lower.path for lower in lowers if lower.mount]
         if mounted:
             raise BdevError(
-                f"its lower layer {mounted[0]} is a mounted image, which only root can mount", backend=self.name
+                _("its lower layer {mounted} is a mounted image, which only root can mount").format(
+                    mounted=mounted[0]), backend=self.name
             )
         problem = mounting.missing_layer(paths, lowers)
         if problem:
@@ -221,7 +229,8 @@ class OverlayBackend(Backend):
         for lower in describe(paths):
             if lower.owned and lower.role == LAYER and os.path.isdir(lower.path):
                 total += tree_usage(Path(lower.path))
-        return Usage(total, note="the upper layer and the layers this container owns; shared lowers are not counted")
+        return Usage(total, note=_("the upper layer and the layers this container owns; shared lowers are not "
+                                   "counted"))
 
     def diff(self, rootfs: Rootfs) -> list[Change]:
         """Changes against the lowers, read from the upper: added, modified, metadata,
@@ -229,7 +238,7 @@ class OverlayBackend(Backend):
         paths = OverlayPaths.parse(rootfs.source, self.name)
         lowers = describe(paths)
         if not paths.upper.is_dir():
-            raise BdevError(f"its upper layer {paths.upper} is missing", backend=self.name)
+            raise BdevError(_("its upper layer {upper} is missing").format(upper=paths.upper), backend=self.name)
         with mounting.lowers_mounted(self.registry, lowers):
             problem = mounting.missing_layer(paths, lowers)
             if problem:
@@ -245,8 +254,8 @@ class OverlayBackend(Backend):
         then copy into the merged mount."""
         if placement.stage is not None:
             raise BdevError(
-                "a full copy cannot be restored in place over an overlay rootfs (its lowers would show through); "
-                "restore it to a new name",
+                _("a full copy cannot be restored in place over an overlay rootfs (its lowers would show through); "
+                  "restore it to a new name"),
                 backend=self.name,
             )
         return super().copy_from(source_path, placement, options, progress)
@@ -260,7 +269,8 @@ class OverlayBackend(Backend):
         if refusal:
             return refusal
         if source_backend.name != self.name and not can_mount_here() and source_backend.data_path(source) is None:
-            return f"an ordinary user cannot layer over a {source_backend.name} rootfs (it must be mounted, which needs root)"
+            return _("an ordinary user cannot layer over a {name} rootfs (it must be mounted, which needs root)").format(
+                name=source_backend.name)
         return None
 
     def snapshot(self, source: Rootfs, source_backend: Backend, placement: Placement, options: CreateOptions) -> CloneOutcome:

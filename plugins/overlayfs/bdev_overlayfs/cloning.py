@@ -33,6 +33,7 @@ from bdev.copying import copytree
 from bdev.errors import AlreadyExists, BdevError
 from bdev.records import CloneOutcome, CreateOptions, Placement, Rootfs
 
+from ._i18n import _
 from ._util import copy_root_metadata
 from .layers import FROZEN, LAYER, LIVE, Lower, describe, keys, write_record
 from .layout import UPPER, WORK, OverlayPaths, check_usable, private_dir
@@ -70,7 +71,7 @@ class NewRootfs:
     def start(self) -> None:
         """Make the private directory, the upper and the work directory (0755, as LXC)."""
         if os.path.lexists(self.upper):
-            raise AlreadyExists(f"{self.upper} already exists", backend=NAME)
+            raise AlreadyExists(_("{upper} already exists").format(upper=self.upper), backend=NAME)
         self.private.mkdir(mode=0o755, parents=True, exist_ok=True)
         for directory in (self.upper, self.private / WORK):
             directory.mkdir(mode=0o755)
@@ -109,7 +110,11 @@ class NewRootfs:
             teardown(self.backend.registry, self.paths, list(self.lowers))
 
     def outcome(self, method: str, depends: bool) -> CloneOutcome:
-        """The result, once every layer is in place."""
+        """The result, once every layer is in place: the work directory is given the upper
+        root's owner (the container's root, who mounts a mapped container's overlay)."""
+        st = os.lstat(self.upper)
+        with contextlib.suppress(PermissionError):  # an ordinary user outside a user namespace keeps theirs
+            os.lchown(self.private / WORK, st.st_uid, st.st_gid)
         return CloneOutcome(self.rootfs, method, depends_on_origin=depends)
 
 
@@ -120,7 +125,7 @@ def layer_over(backend: "OverlayBackend", source: Rootfs, source_backend: "Backe
     """A clone of another backend's rootfs: over a frozen copy if it can make one, else over
     the live rootfs (depends on the origin)."""
     if not source_backend.exists(source):
-        raise BdevError(f"the origin's rootfs {source} does not exist", backend=NAME)
+        raise BdevError(_("the origin's rootfs {source} does not exist").format(source=source), backend=NAME)
     new = NewRootfs(backend, placement)
     new.start()
     try:
@@ -210,7 +215,7 @@ def _source_layers(source: Rootfs) -> tuple[OverlayPaths, list[Lower]]:
     lowers = describe(paths)
     problem = missing_layer(paths, [lower for lower in lowers if not lower.mount])
     if problem:
-        raise BdevError(f"the source {problem.removeprefix('its ')}", backend=NAME)
+        raise BdevError(_("the source cannot be layered over: {problem}").format(problem=problem), backend=NAME)
     return paths, lowers
 
 
@@ -305,18 +310,19 @@ def staged_copy(backend: "OverlayBackend", source: Rootfs, source_backend: "Back
     swap of the two uppers."""
     if source_backend.name != NAME:
         raise BdevError(
-            f"a {source_backend.name} snapshot cannot be restored in place over an overlay rootfs; restore it to a new name",
+            _("a {name} snapshot cannot be restored in place over an overlay rootfs; restore it to a new name").format(
+                name=source_backend.name),
             backend=NAME,
         )
     if not placement.near:
-        raise BdevError("a staged overlay rootfs needs the live rootfs it will replace", backend=NAME)
+        raise BdevError(_("a staged overlay rootfs needs the live rootfs it will replace"), backend=NAME)
     live = OverlayPaths.parse(placement.near)
     live_lowers = describe(live)
     src, src_lowers = _source_layers(source)
     if keys(src_lowers) != keys(live_lowers):
         raise BdevError(
-            "the snapshot's lower layers differ from the container's, so its upper cannot be swapped in; "
-            "restore it to a new name instead",
+            _("the snapshot's lower layers differ from the container's, so its upper cannot be swapped in; restore "
+              "it to a new name instead"),
             backend=NAME,
         )
     new = NewRootfs(backend, placement)

@@ -28,6 +28,7 @@ from bdev.errors import ConfigError
 from bdev.fsops import write_atomic
 from bdev.records import Rootfs
 
+from ._i18n import _
 from .layout import LEGACY_UPPER, UPPER, OverlayPaths
 
 LAYER = "layer"
@@ -89,10 +90,12 @@ def read_record(paths: OverlayPaths) -> list[Lower]:
         entries = data["lowers"]
         lowers = [Lower(**entry) for entry in entries]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"the overlay layer record {paths.record} is unreadable ({exc})", backend="overlay") from None
+        raise ConfigError(_("the overlay layer record {record} is unreadable ({error})").format(
+            record=paths.record, error=exc), backend="overlay") from None
     for lower in lowers:
         if lower.role not in ROLES:
-            raise ConfigError(f"the overlay layer record {paths.record} names an unknown role {lower.role!r}", backend="overlay")
+            raise ConfigError(_("the overlay layer record {record} names an unknown role {role!r}").format(
+                record=paths.record, role=lower.role), backend="overlay")
     return lowers
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from bdev.errors import InvalidInput
 from bdev.naming import validate_path
 from bdev.records import Placement
+from ._i18n import _
 
 PRIVATE = "overlay"
 UPPER = "delta"
@@ -53,12 +54,14 @@ class OverlayPaths:
         parts = source.split(":")
         if len(parts) < 2 or any(not part for part in parts):
             raise InvalidInput(
-                f"overlay rootfs {source!r} is not <lower>[:<lower>...]:<upper>", backend=backend
+                _("overlay rootfs {source!r} is not <lower>[:<lower>...]:<upper>").format(
+                    source=source), backend=backend
             )
         paths = []
         for part in parts:
             if not part.startswith("/"):
-                raise InvalidInput(f"overlay layer {part!r} in {source!r} is not an absolute path", backend=backend)
+                raise InvalidInput(_("overlay layer {part!r} in {source!r} is not an absolute path").format(
+                    part=part, source=source), backend=backend)
             paths.append(validate_path(part, "overlay layer"))
         return cls(tuple(paths[:-1]), paths[-1])
 
@@ -128,6 +131,7 @@ def check_usable(paths: OverlayPaths, backend: str = "overlay") -> None:
         bad = [c for c in FORBIDDEN if c in str(path)]
         if bad:
             raise InvalidInput(
-                f"overlay layer {str(path)!r} contains {bad[0]!r}, which overlay mount options cannot carry",
+                _("overlay layer {path!r} contains {bad!r}, which overlay mount options cannot carry").format(
+                    path=str(path), bad=bad[0]),
                 backend=backend,
             )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +22,11 @@ from bdev.command import run
 from bdev.errors import BdevError
 from bdev.mounts import mount_entries
 
-from ._util import is_mount_point, needs_userxattr
+from ._i18n import _
+from ._util import in_initial_user_namespace, is_mount_point, needs_userxattr
 from .layers import Lower
 from .layout import OverlayPaths, check_usable
+from .userns import mount_overlay, unmount
 
 if TYPE_CHECKING:
     from bdev.registry import Registry
@@ -44,12 +46,13 @@ def options(paths: OverlayPaths, lowers: list[Lower], *, readonly: bool) -> str:
 def missing_layer(paths: OverlayPaths, lowers: list[Lower]) -> str | None:
     """A sentence about the first layer directory that is gone, or None."""
     if not paths.upper.is_dir():
-        return f"its upper layer {paths.upper} is missing"
+        return _("its upper layer {upper} is missing").format(upper=paths.upper)
     for lower in lowers:
         if not os.path.isdir(lower.path):
             if lower.role == "live":
-                return f"its lower layer {lower.path} is missing (was the origin container removed?)"
-            return f"its lower layer {lower.path} is missing"
+                return _("its lower layer {path} is missing (was the origin container removed?)").format(
+                    path=lower.path)
+            return _("its lower layer {path} is missing").format(path=lower.path)
     return None
 
 
@@ -64,15 +67,18 @@ def mount_lowers(registry: "Registry | None", lowers: list[Lower], *, container:
                 continue
             storage = lower.storage
             if storage is None or registry is None:
-                raise BdevError(f"its lower layer {lower.path} needs mounting but its storage is not recorded", container=container, backend=NAME)
+                raise BdevError(_("its lower layer {path} needs mounting but its storage is not recorded").format(
+                    path=lower.path), container=container, backend=NAME)
             if os.geteuid() != 0:
                 raise BdevError(
-                    f"its lower layer {lower.path} is a {storage.backend} rootfs that only root can mount",
+                    _("its lower layer {path} is a {backend} rootfs that only root can mount").format(
+                        path=lower.path, backend=storage.backend),
                     container=container, backend=NAME,
                 )
             backend = registry.backend(storage.backend)
             if not backend.exists(storage):
-                raise BdevError(f"the storage of its lower layer {lower.path} ({storage}) is missing", container=container, backend=NAME)
+                raise BdevError(_("the storage of its lower layer {path} ({storage}) is missing").format(
+                    path=lower.path, storage=storage), container=container, backend=NAME)
             Path(lower.path).mkdir(parents=True, exist_ok=True)
             backend.mount(storage, Path(lower.path), readonly=True)
             done.append(lower)
@@ -108,7 +114,8 @@ def unmount_lowers(registry: "Registry | None", lowers: list[Lower]) -> None:
         except BdevError as exc:
             problems.append(str(exc))
     if problems:
-        raise BdevError(f"cannot unmount its lower layers ({'; '.join(problems)})", backend=NAME)
+        raise BdevError(_("cannot unmount its lower layers ({problems})").format(problems='; '.join(problems)),
+                        backend=NAME)
 
 
 def mount(
@@ -120,7 +127,9 @@ def mount(
     readonly: bool,
     container: str | None = None,
 ) -> None:
-    """Mount the lowers that need it, then the overlay on ``mountpoint`` (root only)."""
+    """Mount the lowers that need it, then the overlay on ``mountpoint`` (root, or a process
+    privileged in a user namespace that owns its mount namespace: with ``userxattr``, by
+    ``mount(2)`` itself)."""
     if not readonly:
         paths.workdir.mkdir(mode=0o755, exist_ok=True)  # LXC creates it on mount too
     done = mount_lowers(registry, lowers, container=container)
@@ -131,8 +140,11 @@ def mount(
         text = options(paths, lowers, readonly=readonly)
         if needs_userxattr():
             text += ",userxattr"
-        argv = ["mount", "-t", "overlay", "overlay", "-o", ("ro," if readonly else "") + text, str(mountpoint)]
-        run(argv, container=container, backend=NAME)
+        if in_initial_user_namespace():
+            argv = ["mount", "-t", "overlay", "overlay", "-o", ("ro," if readonly else "") + text, str(mountpoint)]
+            run(argv, container=container, backend=NAME)
+        else:
+            _in_user_namespace(mount_overlay, str(mountpoint), text, readonly=readonly, container=container)
     except BaseException:
         with contextlib.suppress(BdevError):
             unmount_lowers(registry, done)
@@ -141,9 +153,21 @@ def mount(
 
 def umount(registry: "Registry | None", lowers: list[Lower], mountpoint: Path, *, container: str | None = None) -> None:
     """Unmount the overlay, then the lowers mounted for it."""
-    run(["umount", str(mountpoint)], container=container, backend=NAME)
+    if in_initial_user_namespace():
+        run(["umount", str(mountpoint)], container=container, backend=NAME)
+    else:
+        _in_user_namespace(unmount, str(mountpoint), container=container)
     if not any(_still_used(lower) for lower in lowers):
         unmount_lowers(registry, lowers)
+
+
+def _in_user_namespace(call: Callable[..., None], *args: object, container: str | None = None, **kwargs: object) -> None:
+    """Run a mount system call from a user namespace; a refusal as one sentence."""
+    try:
+        call(*args, **kwargs)
+    except OSError as exc:
+        raise BdevError(_("{cause} (in a user namespace)").format(cause=exc.strerror),
+                        container=container, backend=NAME) from None
 
 
 def _still_used(lower: Lower) -> bool:

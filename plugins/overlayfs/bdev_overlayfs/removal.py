@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from bdev.errors import BdevError, NotFound
 from bdev.fsops import remove_tree
 
+from ._i18n import _
 from ._util import is_mount_point
 from .layers import FROZEN, Lower
 from .layout import OverlayPaths
@@ -56,7 +57,8 @@ def _destroy_frozen(registry: "Registry | None", lower: Lower) -> None:
         backend = registry.backend(storage.backend)
     except NotFound:
         raise BdevError(
-            f"its frozen lower layer {storage} belongs to the {storage.backend} backend, which is not installed",
+            _("its frozen lower layer {storage} belongs to the {backend} backend, which is not installed").format(
+                storage=storage, backend=storage.backend),
             backend=NAME,
         ) from None
     if backend.exists(storage):
@@ -65,6 +67,7 @@ def _destroy_frozen(registry: "Registry | None", lower: Lower) -> None:
 
 def _remove(path: Path) -> None:
     if is_mount_point(path):
-        raise BdevError(f"{path} is still mounted; unmount it before destroying the rootfs", backend=NAME)
+        raise BdevError(_("{path} is still mounted; unmount it before destroying the rootfs").format(path=path),
+                        backend=NAME)
     if os.path.lexists(path):
         remove_tree(path)

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from bdev.command import Completed, run
 from bdev.errors import BackendUnavailable, BdevError, CommandError
+from ._i18n import _
 
 E = TypeVar("E", bound=BaseException)
 
@@ -40,19 +41,22 @@ def failure(exc: CommandError, *, container: str | None = None) -> BdevError:
     command = shlex.join([exc.argv[0].rsplit("/", 1)[-1], *exc.argv[1:]])
     detail = last_line(exc.stderr) or f"exit status {exc.returncode}"
     if daemon_down(exc.stderr) or exc.returncode == 127:
-        return BackendUnavailable(f"'{command}' failed: no ZFS answers ({unavailable_reason(exc.stderr)})", container=container, backend=BACKEND)
+        return BackendUnavailable(_("'{command}' failed: no ZFS answers ({reason})").format(
+            command=command, reason=unavailable_reason(exc.stderr)), container=container, backend=BACKEND)
     if "out of space" in detail or "No space left" in detail:
-        return BdevError(f"'{command}' failed: the pool is out of space ({detail})", container=container, backend=BACKEND)
-    return BdevError(f"'{command}' failed: {detail}", container=container, backend=BACKEND)
+        return BdevError(_("'{command}' failed: the pool is out of space ({detail})").format(
+            command=command, detail=detail), container=container, backend=BACKEND)
+    return BdevError(_("'{command}' failed: {detail}").format(command=command, detail=detail),
+                     container=container, backend=BACKEND)
 
 
 def unavailable_reason(stderr: str) -> str:
     """Why ZFS does not answer, for a person."""
     if "command not found" in stderr:
-        return "the zfs command is not installed (install zfs-fuse or zfsutils-linux)"
+        return _("the zfs command is not installed (install zfs-fuse or zfsutils-linux)")
     if "zfs-fuse" in stderr:
-        return "the zfs-fuse daemon is not running (start it with 'zfs-fuse' or 'systemctl start zfs-fuse')"
-    return "neither the ZFS kernel module (through /dev/zfs) nor a zfs-fuse daemon answers"
+        return _("the zfs-fuse daemon is not running (start it with 'zfs-fuse' or 'systemctl start zfs-fuse')")
+    return _("neither the ZFS kernel module (through /dev/zfs) nor a zfs-fuse daemon answers")
 
 
 def zfs(*args: str, check: bool = True, container: str | None = None) -> str:
@@ -128,10 +132,12 @@ def snapshots(dataset: str) -> list[str]:
 def name_problem(name: str) -> str | None:
     """Why ZFS would reject ``name`` as a dataset name, or None."""
     if not name or len(name) > 255:
-        return f"dataset name {name!r} is empty or longer than 255 characters"
+        return _("dataset name {name!r} is empty or longer than 255 characters").format(name=name)
     for part in name.split("/"):
         if not part or not _NAME_COMPONENT.match(part):
-            return f"dataset name {name!r} is not valid for ZFS (components may hold only letters, digits, '_', '-', '.', ':' and spaces)"
+            return _("dataset name {name!r} is not valid for ZFS (components may hold only letters, digits, '_', "
+                     "'-', '.', ':' and spaces)").format(
+                name=name)
     return None
 
 

@@ -24,6 +24,7 @@ from bdev.errors import BdevError
 
 from . import _cli
 from ._cli import BACKEND, zfs
+from ._i18n import _
 
 IMPL_ENV = "BDEV_ZFS_IMPL"
 """``cli`` forces the zfs command; ``pyzfs`` requires libzfs_core."""
@@ -179,8 +180,10 @@ class LzcOps:
         detail = "; ".join(str(e) for e in nested) or str(exc) or type(exc).__name__
         shown = ", ".join(repr(a) for a in args)
         if getattr(exc, "errno", None) == errno.ENOSPC or "ENOSPC" in detail:
-            return BdevError(f"{function}({shown}) failed: the pool is out of space ({detail})", backend=BACKEND)
-        return BdevError(f"{function}({shown}) failed: {detail}", backend=BACKEND)
+            return BdevError(_("{function}({shown}) failed: the pool is out of space ({detail})").format(
+                function=function, shown=shown, detail=detail), backend=BACKEND)
+        return BdevError(_("{function}({shown}) failed: {detail}").format(
+            function=function, shown=shown, detail=detail), backend=BACKEND)
 
 
 def _encode(value: object) -> object:
@@ -212,11 +215,12 @@ def _library(pool: str) -> tuple[DatasetOps | None, str]:
         lzc = importlib.import_module("libzfs_core")
         exceptions = importlib.import_module("libzfs_core.exceptions")
     except Exception as exc:  # ImportError, or the C library failing to load (OSError)
-        return None, f"pyzfs is not importable: {exc}"
+        return None, _("pyzfs is not importable: {error}").format(error=exc)
     try:
         lzc.lzc_exists(pool.encode())
     except Exception as exc:  # ZFSInitializationFailed without /dev/zfs (zfs-fuse), ...
-        return None, f"pyzfs does not answer: {type(exc).__name__}{f' ({exc})' if str(exc) else ''}"
+        error = f"{type(exc).__name__} ({exc})" if str(exc) else type(exc).__name__
+        return None, _("pyzfs does not answer: {error}").format(error=error)
     return LzcOps(lzc, exceptions), ""
 
 
@@ -230,7 +234,8 @@ def choose(pool: str) -> tuple[DatasetOps, str]:
     if ops is not None and want in (PYZFS, "auto"):
         return ops, ""
     if want == PYZFS:
-        raise BdevError(f"{IMPL_ENV}=pyzfs, but {why_not}", backend=BACKEND)
+        raise BdevError(_("{impl_env}=pyzfs, but {why_not}").format(impl_env=IMPL_ENV, why_not=why_not),
+                        backend=BACKEND)
     return CliOps(), why_not
 
 
@@ -238,5 +243,5 @@ def problem() -> str | None:
     """Why ``BDEV_ZFS_IMPL`` cannot be honoured, or None."""
     want = wanted()
     if want not in (CLI, PYZFS, "auto"):
-        return f"{IMPL_ENV}={want!r} is neither 'cli' nor 'pyzfs'"
+        return _("{impl_env}={want!r} is neither 'cli' nor 'pyzfs'").format(impl_env=IMPL_ENV, want=want)
     return None

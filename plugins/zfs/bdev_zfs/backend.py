@@ -30,6 +30,7 @@ from bdev.requirements import PythonModule, Tool
 
 from . import _cli, _ops
 from ._cli import zfs
+from ._i18n import _, N_
 
 log = logging.getLogger("bdev.zfs")
 DELETED = ".bdev-deleted"
@@ -50,7 +51,7 @@ class ZfsBackend(Backend):
     """A rootfs that is a ZFS dataset under a configurable root dataset."""
 
     name = "zfs"
-    description = "a ZFS dataset under lxc.bdev.zfs.root; snapshot clones, kernel ZFS or zfs-fuse"
+    description = N_("a ZFS dataset under lxc.bdev.zfs.root; snapshot clones, kernel ZFS or zfs-fuse")
     capabilities = Capabilities(native_snapshot=True, needs_pool=True, needs_mount=True, can_backup=True)
     requires = (
         Tool("zfs", package="zfs-fuse"),
@@ -122,9 +123,13 @@ class ZfsBackend(Backend):
         pool = parent.split("/", 1)[0]
         try:
             if not _cli.pool_exists(pool):
-                return f"zfs pool {pool!r} does not exist (set lxc.bdev.zfs.root or --zfsroot to a dataset of an imported pool)"
+                return _("zfs pool {pool!r} does not exist (set lxc.bdev.zfs.root or --zfsroot to a dataset of an "
+                         "imported pool)").format(
+                    pool=pool)
             if not self.ops.exists(parent):
-                return f"zfs root dataset {parent!r} does not exist (create it with 'zfs create -o mountpoint=none {parent}')"
+                return _("zfs root dataset {parent!r} does not exist (create it with 'zfs create -o mountpoint=none "
+                         "{parent}')").format(
+                    parent=parent)
         except BdevError as exc:
             return exc.cause
         return None
@@ -172,7 +177,8 @@ class ZfsBackend(Backend):
         except OSError as exc:
             with contextlib.suppress(BdevError):
                 self.destroy(Rootfs(self.name, dataset))
-            raise BdevError(f"cannot make the mount point {home}: {exc.strerror}", backend=self.name) from None
+            raise BdevError(_("cannot make the mount point {home}: {cause}").format(home=home, cause=exc.strerror),
+                            backend=self.name) from None
         return Rootfs(self.name, dataset)
 
     def destroy(self, rootfs: Rootfs) -> None:
@@ -209,7 +215,7 @@ class ZfsBackend(Backend):
         self._repair(rootfs.source)
         guid = _cli.get(rootfs.source, "guid")
         if guid is None:
-            raise BdevError(f"dataset {rootfs.source} does not exist", backend=self.name)
+            raise BdevError(_("dataset {source} does not exist").format(source=rootfs.source), backend=self.name)
         return guid
 
     def mount(self, rootfs: Rootfs, mountpoint: Path, *, readonly: bool = False) -> None:
@@ -252,19 +258,21 @@ class ZfsBackend(Backend):
         """``used`` bytes and the ``refquota`` limit, if set."""
         used = _cli.get(rootfs.source, "used")
         if used is None:
-            return Usage(None, note=f"dataset {rootfs.source} does not exist")
+            return Usage(None, note=_("dataset {source} does not exist").format(source=rootfs.source))
         quota = _cli.get(rootfs.source, "refquota")
         referenced = _cli.get(rootfs.source, "referenced")
         limit = int(quota) if quota and quota.isdigit() and int(quota) > 0 else None
-        return Usage(int(used), limit_bytes=limit, note=f"{referenced} bytes referenced")
+        return Usage(int(used), limit_bytes=limit, note=_("{referenced} bytes referenced").format(
+            referenced=referenced))
 
     def resize(self, rootfs: Rootfs, size: int) -> None:
         """Set ``refquota``, refusing one below what the dataset references now."""
         referenced = _cli.get(rootfs.source, "referenced")
         if referenced is None:
-            raise BdevError(f"dataset {rootfs.source} does not exist", backend=self.name)
+            raise BdevError(_("dataset {source} does not exist").format(source=rootfs.source), backend=self.name)
         if size < int(referenced):
-            raise InvalidInput(f"{size} bytes is less than the {referenced} bytes {rootfs.source} holds", backend=self.name)
+            raise InvalidInput(_("{size} bytes is less than the {referenced} bytes {source} holds").format(
+                size=size, referenced=referenced, source=rootfs.source), backend=self.name)
         zfs("set", f"refquota={size}", rootfs.source)
 
     # ------------------------------------------------------------------ cloning
@@ -296,7 +304,8 @@ class ZfsBackend(Backend):
         except BdevError as exc:
             with contextlib.suppress(BdevError):
                 self.destroy(Rootfs(self.name, dataset))
-            raise BdevError(f"'zfs send {snap} | zfs recv {dataset}' failed: {getattr(exc, 'stderr', '').strip() or exc.cause}", backend=self.name) from None
+            raise BdevError(_("'zfs send {snap} | zfs recv {dataset}' failed: {detail}").format(
+                snap=snap, dataset=dataset, detail=getattr(exc, 'stderr', '').strip() or exc.cause), backend=self.name) from None
         finally:
             with contextlib.suppress(BdevError):
                 self.ops.destroy(snap)
@@ -316,7 +325,8 @@ class ZfsBackend(Backend):
             with contextlib.suppress(BdevError):
                 self.destroy(Rootfs(self.name, dataset))
             raise
-        return CloneOutcome(Rootfs(self.name, dataset), "copy", note="the source is a zfs dataset, so zfs send | zfs recv copied it")
+        return CloneOutcome(Rootfs(self.name, dataset), "copy", note=_("the source is a zfs dataset, so zfs send | "
+                                                                       "zfs recv copied it"))
 
     def snapshot_refusal(
         self, source: Rootfs, source_backend: Backend, placement: Placement, options: CreateOptions | None = None
@@ -326,7 +336,7 @@ class ZfsBackend(Backend):
             return super().snapshot_refusal(source, source_backend, placement)
         target = self.default_source(placement, options or CreateOptions())
         if source.source.split("/", 1)[0] != target.split("/", 1)[0]:
-            return f"{source.source} and {target} are in different zfs pools"
+            return _("{source} and {target} are in different zfs pools").format(source=source.source, target=target)
         return None
 
     def snapshot(
@@ -438,14 +448,17 @@ class ZfsBackend(Backend):
         from, or None and why there is none."""
         origin = _cli.get(snapshot_dataset, "origin")
         if origin is None:
-            return None, f"{snapshot_dataset} does not exist"
+            return None, _("{snapshot_dataset} does not exist").format(snapshot_dataset=snapshot_dataset)
         if origin.split("@", 1)[0] != dataset:
-            return None, f"{snapshot_dataset} is not a clone of a snapshot of {dataset}"
+            return None, _("{snapshot_dataset} is not a clone of a snapshot of {dataset}").format(
+                snapshot_dataset=snapshot_dataset, dataset=dataset)
         if _cli.get(snapshot_dataset, "mounted") != "no":
-            return None, f"{snapshot_dataset} is mounted, so it may be changing"
+            return None, _("{snapshot_dataset} is mounted, so it may be changing").format(
+                snapshot_dataset=snapshot_dataset)
         used, pristine = _cli.get(snapshot_dataset, "used"), _cli.get(snapshot_dataset, PRISTINE_PROP)
         if used != (pristine if pristine and pristine.isdigit() else "0"):
-            return None, f"{snapshot_dataset} has changed since {origin} ({used} bytes of its own)"
+            return None, _("{snapshot_dataset} has changed since {origin} ({used} bytes of its own)").format(
+                snapshot_dataset=snapshot_dataset, origin=origin, used=used)
         return origin, ""
 
     # ------------------------------------------------------------------ helpers
@@ -455,7 +468,7 @@ class ZfsBackend(Backend):
         if problem:
             raise InvalidInput(problem, backend=self.name)
         if self.ops.exists(dataset):
-            raise AlreadyExists(f"dataset {dataset} already exists", backend=self.name)
+            raise AlreadyExists(_("dataset {dataset} already exists").format(dataset=dataset), backend=self.name)
 
     def _free_snapshot_name(self, source: str, name: str) -> str:
         candidate, n = f"{source}@{name}", 1

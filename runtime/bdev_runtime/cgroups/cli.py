@@ -14,13 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bdev.cli.completion import container_names
 from bdev.cli.errors import GuardedCommand
 from bdev.cli.output import emit_json, format_option, table
 from bdev.cli.session import get_session
 from bdev.errors import BdevError, InvalidInput
+from bdev.i18n import option, text
 from bdev.store.config import LxcConfig
 from bdev.store.layout import ContainerRef
 
+from .._i18n import _, N_, ngettext
 from .configured import edit_config, parse_assignments
 from .group import ContainerCgroup
 from .hierarchy import CgroupHost
@@ -37,16 +40,17 @@ def _assignments(items: tuple[str, ...], unset: tuple[str, ...]) -> tuple[dict[s
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InvalidInput(f"{item!r} is not KEY=VALUE (example: memory=512M)")
+            raise InvalidInput(_("{item!r} is not KEY=VALUE (example: memory=512M)").format(item=item))
         name = limit_named(key).name
         if name in found:
-            raise InvalidInput(f"{name} is given twice")
+            raise InvalidInput(_("{name} is given twice").format(name=name))
         found[name] = value
     names = []
     for key in unset:
         name = limit_named(key).name
         if name in found or name in names:
-            raise InvalidInput(f"{name} is both set and unset" if name in found else f"{name} is unset twice")
+            raise InvalidInput(_("{name} is both set and unset").format(name=name) if name in found else _("{name} is unset twice").format(
+                name=name))
         names.append(name)
     return found, names
 
@@ -71,10 +75,11 @@ def _document(cgroup: ContainerCgroup) -> dict[str, Any]:
         if version is None:
             note = cgroup.host.missing(limit.controller(cgroup.host.preferred_version()))
         elif configured is not None and configured.version != version:
-            note = f"read from cgroup v{configured.version} keys, applied on this host's cgroup v{version}"
+            note = _("read from cgroup v{configured} keys, applied on this host's cgroup v{version}").format(
+                configured=configured.version, version=version)
         records.append({
             "name": name,
-            "summary": limit.summary,
+            "summary": text(limit.summary),
             "configured": configured.shown if configured is not None else None,
             "live": limit.show(live[name]) if name in live else None,
             "cgroup_version": version,
@@ -102,59 +107,60 @@ def _print_text(document: dict[str, Any]) -> None:
     rules: list[str] = []
     rows = []
     for record in document["limits"]:
-        configured, live = record["configured"], record["live"] if document["running"] else "(stopped)"
+        configured, live = record["configured"], record["live"] if document["running"] else _("(stopped)")
         if record["name"] == "devices" and configured and "," in configured:
             rules = configured.split(", ")
-            configured = f"{len(rules)} rules (below)"
+            configured = ngettext("{count} rule (below)", "{count} rules (below)", len(rules)).format(count=len(rules))
             if live and live == record["configured"]:
-                live = "as configured"
+                live = _("as configured")
         rows.append((record["name"], configured, live, ", ".join(record["config_keys"]) or "-",
                      ", ".join(record["cgroup_files"]) or record["note"]))
     click.echo(table(("LIMIT", "CONFIGURED", "LIVE", "CONFIG KEY", "CGROUP FILE"), rows))
     if rules:
-        click.echo("\ndevices allowed: " + ", ".join(rules))
+        click.echo("\n" + _("devices allowed: {rules}").format(rules=", ".join(rules)))
     if document["raw"]:
-        click.echo("\nother cgroup settings:")
+        click.echo("\n" + _("other cgroup settings:"))
         for raw in document["raw"]:
-            click.echo(f"  {raw['key']} = {raw['value']}" + ("" if raw["applied"] else "  (ignored on this host)"))
+            ignored = "" if raw["applied"] else "  " + _("(ignored on this host)")
+            click.echo(f"  {raw['key']} = {raw['value']}{ignored}")
     notes = [f"{r['name']}: {r['note']}" for r in document["limits"] if r["note"] and r["configured"]]
-    notes += [f"{', '.join(u['keys'])} ({u['limit']} {u['value']}) is not used on this host: the value above applies"
-              for u in document["unused"]]
+    notes += [_("{keys} ({limit} {value}) is not used on this host: the value above applies").format(
+        keys=", ".join(u["keys"]), limit=u["limit"], value=u["value"]) for u in document["unused"]]
     for note in notes:
-        click.echo(f"note: {note}")
+        click.echo(_("note: {note}").format(note=note))
 
 
-@click.command("limits", cls=GuardedCommand)
-@click.argument("name")
+@click.command("limits", cls=GuardedCommand, help=N_(
+    """Show or set container NAME's resource limits.
+
+\b
+Limits (KEY=VALUE):
+  memory=512M     RAM (K, M, G suffixes; max for none)
+  swap=1G         swap on top of memory (0 for none)
+  cpu=1.5         CPU time in cores
+  cpuset=0-1      CPUs it may run on
+  pids=200        processes and threads
+  io-weight=500   block I/O share, 1-1000 (default 100)
+  devices="c 1:3 rwm, c 1:5 rwm"   device allow-list (TYPE MAJOR:MINOR ACCESS)
+
+Limits are written as lxc.cgroup.* (cgroup v1) or lxc.cgroup2.* (v2) lines, which real LXC
+applies too, and applied at once to a running container where the kernel allows.
+
+JSON: {"name", "lxcpath", "cgroup_layout" ("legacy", "hybrid", "unified" or "none"),
+"running" (bool), "cgroup": [{"hierarchy", "path", "exists" (bool)}], "limits": [{"name", "summary",
+"configured" (text or null), "live" (text or null), "cgroup_version" (1, 2 or null),
+"config_keys" (list), "cgroup_files" (list), "read_from" (config keys holding the value),
+"note" (text or null)}], "raw": [{"key", "value", "applied" (bool)}], "unused": [{"keys",
+"value", "limit"}] (the other cgroup version's lines, when they differ)}."""))
+@click.argument("name", shell_complete=container_names)
 @click.argument("assignments", nargs=-1, metavar="[KEY=VALUE]...")
-@click.option("--unset", "unset", multiple=True, metavar="KEY", help="Remove limit KEY (repeatable).")
-@click.option("--cgroup-version", type=click.Choice(["1", "2"]), default=None,
-              help="Write lxc.cgroup.* (1) or lxc.cgroup2.* (2) keys instead of those this host uses.")
+@option("--unset", "unset", multiple=True, metavar="KEY", help=N_("Remove limit KEY (repeatable)."))
+@option("--cgroup-version", type=click.Choice(["1", "2"]), default=None,
+        help=N_("Write lxc.cgroup.* (1) or lxc.cgroup2.* (2) keys instead of those this host uses."))
 @format_option
 def limits_command(name: str, assignments: tuple[str, ...], unset: tuple[str, ...], cgroup_version: str | None,
                    output_format: str) -> None:
-    """Show or set container NAME's resource limits.
-
-    \b
-    Limits (KEY=VALUE):
-      memory=512M     RAM (K, M, G suffixes; max for none)
-      swap=1G         swap on top of memory (0 for none)
-      cpu=1.5         CPU time in cores
-      cpuset=0-1      CPUs it may run on
-      pids=200        processes and threads
-      io-weight=500   block I/O share, 1-1000 (default 100)
-      devices="c 1:3 rwm, c 1:5 rwm"   device allow-list (TYPE MAJOR:MINOR ACCESS)
-
-    Limits are written as lxc.cgroup.* (cgroup v1) or lxc.cgroup2.* (v2) lines, which real LXC
-    applies too, and applied at once to a running container where the kernel allows.
-
-    JSON: {"name", "lxcpath", "cgroup_layout" ("legacy", "hybrid", "unified" or "none"),
-    "running" (bool), "cgroup": [{"hierarchy", "path", "exists" (bool)}], "limits": [{"name", "summary",
-    "configured" (text or null), "live" (text or null), "cgroup_version" (1, 2 or null),
-    "config_keys" (list), "cgroup_files" (list), "read_from" (config keys holding the value),
-    "note" (text or null)}], "raw": [{"key", "value", "applied" (bool)}], "unused": [{"keys",
-    "value", "limit"}] (the other cgroup version's lines, when they differ)}.
-    """
+    """``bdev limits``: show, or set then apply, container NAME's limits (the help above says how)."""
     from bdev.engine.context import Context
 
     session = get_session()
@@ -197,7 +203,8 @@ def _change(session: "Session", context: "Context", ref: ContainerRef, host: Cgr
         cgroup = ContainerCgroup(ref, _effective_config(ref), host)
         still = [n for n in unset_names if n in cgroup.limits.configured]
         for limit_name in still:
-            session.notify(f"{ref.label}: {limit_name} is still set by a file its config includes (lxc.include)")
+            session.notify(_("{label}: {limit_name} is still set by a file its config includes (lxc.include)").format(
+                label=ref.label, limit_name=limit_name))
         live = bool(cgroup.pids())
         if live:  # the changed limits, and those computed from them (v1 swap from memory)
             names = [n for n in cgroup.limits.configured
@@ -205,7 +212,9 @@ def _change(session: "Session", context: "Context", ref: ContainerRef, host: Cgr
             try:
                 cgroup.apply_live(names, unset=tuple(n for n in unset_names if n not in still))
             except BdevError as err:
-                raise BdevError(f"the config is saved, but the running container did not take it: {err.cause}") from None
+                raise BdevError(_("the config is saved, but the running container did not take it: {cause}").format(
+                    cause=err.cause)) from None
     where = "config and running container" if live else "config"
-    session.notify(f"{ref.label}: updated {', '.join(changed) or 'nothing'} ({where})")
+    session.notify(_("{label}: updated {changed} ({where})").format(
+        label=ref.label, changed=', '.join(changed) or 'nothing', where=where))
     return cgroup

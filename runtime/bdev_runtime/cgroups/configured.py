@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from bdev.errors import InvalidInput
 from bdev.store.config import LxcConfig
 
+from .._i18n import _
 from .hierarchy import CgroupHost
 from .limits import LIMITS, Entry, Limit, Value, cgroup_setting, config_key, controller_of, limit_named, target_version
 
@@ -169,13 +170,15 @@ def edit_config(config: LxcConfig, changes: Mapping[str, Value | None], host: Cg
         if value is None:
             blocked = [other for other in values if _written_on(other, 1, host, present) and name in LIMITS[other].needs(1)]
             if blocked:
-                raise InvalidInput(f"{name} cannot be unset while {blocked[0]} is set, which cgroup v1 writes as "
-                                   f"{name}+{blocked[0]} (unset {blocked[0]} too)")
+                raise InvalidInput(_("{name} cannot be unset while {blocked} is set, which cgroup v1 writes as "
+                                     "{name}+{blocked} (unset {blocked} too)").format(
+                    name=name, blocked=blocked[0]))
             plan.append((name, [], _owned_keys(limit)))
             continue
         chosen = version or target_version(limit, host)
         if chosen is None:
-            raise InvalidInput(f"cannot set {name}: {host.missing(limit.controller(host.preferred_version()))}")
+            raise InvalidInput(_("cannot set {name}: {missing}").format(
+                name=name, missing=host.missing(limit.controller(host.preferred_version()))))
         versions = {chosen} | {v for (n, v) in present if n == name}
         entries: list[tuple[str, str]] = []
         for v in sorted(versions):

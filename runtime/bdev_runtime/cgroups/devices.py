@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from bdev.errors import InvalidInput
+from .._i18n import _
 
 _RULE = re.compile(r"^(?P<type>[abc])\s+(?P<major>\d+|\*):(?P<minor>\d+|\*)\s+(?P<access>[rwm]{1,3})$")
 _MAX_NUMBER = (1 << 32) - 1
@@ -54,20 +55,25 @@ def parse_rule(text: str) -> DeviceRule:
     if not match:
         kind = rule.split(" ", 1)[0] if rule else ""
         if kind not in ("a", "b", "c"):
-            raise InvalidInput(f"device rule {text!r} does not start with a device type "
-                               "(c for character, b for block, a for all; example: c 1:3 rwm)")
-        raise InvalidInput(f"device rule {text!r} is not 'TYPE MAJOR:MINOR ACCESS' "
-                           "(MAJOR and MINOR a number or *, ACCESS some of r, w, m; example: c 1:3 rwm)")
+            raise InvalidInput(_("device rule {text!r} does not start with a device type (c for character, b for "
+                                 "block, a for all; example: c 1:3 rwm)").format(
+                text=text))
+        raise InvalidInput(_("device rule {text!r} is not 'TYPE MAJOR:MINOR ACCESS' (MAJOR and MINOR a number or *, "
+                             "ACCESS some of r, w, m; example: c 1:3 rwm)").format(
+            text=text))
     if len(set(match["access"])) != len(match["access"]):
-        raise InvalidInput(f"device rule {text!r} repeats an access letter (use some of r, w, m once each)")
+        raise InvalidInput(_("device rule {text!r} repeats an access letter (use some of r, w, m once each)").format(
+            text=text))
     numbers = []
     for part in ("major", "minor"):
         value = None if match[part] == "*" else int(match[part])
         if value is not None and value > _MAX_NUMBER:
-            raise InvalidInput(f"device rule {text!r} has a {part} number above {_MAX_NUMBER}")
+            raise InvalidInput(_("device rule {text!r} has a {part} number above {max_number}").format(
+                text=text, part=part, max_number=_MAX_NUMBER))
         numbers.append(value)
     if match["type"] == "a":
-        raise InvalidInput(f"device rule {text!r}: type a (all devices) takes no numbers; write just 'a'")
+        raise InvalidInput(_("device rule {text!r}: type a (all devices) takes no numbers; write just 'a'").format(
+            text=text))
     access = "".join(letter for letter in "rwm" if letter in match["access"])
     return DeviceRule(match["type"], numbers[0], numbers[1], access)
 
@@ -82,5 +88,6 @@ def parse_rules(text: str) -> tuple[DeviceRule, ...]:
         return ()
     parts = [part.strip() for part in text.split(",")]
     if any(not part for part in parts):
-        raise InvalidInput(f"device list {text!r} has an empty rule (separate rules with one comma)")
+        raise InvalidInput(_("device list {text!r} has an empty rule (separate rules with one comma)").format(
+            text=text))
     return tuple(parse_rule(part) for part in parts)

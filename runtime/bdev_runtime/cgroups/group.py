@@ -15,6 +15,7 @@ from bdev.errors import BdevError, Busy, InvalidInput, explain
 from bdev.store.config import LxcConfig
 from bdev.store.layout import ContainerRef
 
+from .._i18n import _
 from . import bpf, cgroupfs
 from .configured import ConfigLimits, RawSetting, read_limits
 from .devices import DeviceRule, parse_rule
@@ -46,6 +47,11 @@ class Write:
     def path(self) -> Path:
         """The cgroup file written."""
         return self.placement.limit_dir / self.file
+
+
+def _number(text: str | None) -> int | None:
+    """A cgroup file's decimal number, or None (missing, unreadable, ``max``)."""
+    return int(text) if text is not None and text.strip().isdigit() else None
 
 
 def _perform(write: Write) -> None:
@@ -140,7 +146,8 @@ class ContainerCgroup:
         placement = self.placement_for(controller, version) if version else None
         if placement is None or version is None:
             shown = "unset" if lift else limit.show(values[name])
-            raise InvalidInput(f"{name} limit {shown} cannot be applied: {self._unusable(controller, version)}",
+            raise InvalidInput(_("{name} limit {shown} cannot be applied: {unusable}").format(
+                name=name, shown=shown, unusable=self._unusable(controller, version)),
                                container=self.ref.label)
         if name == "devices" and version == 2:
             value = UNLIMITED if lift else values[name]
@@ -156,23 +163,26 @@ class ContainerCgroup:
     def _raw_write(self, raw: RawSetting) -> Write:
         controller = raw.controller
         if raw.version == 2 and controller == "devices":
-            raise InvalidInput(f"{raw.key} = {raw.value} cannot be applied: on cgroup v2 bdev applies device rules "
-                               "only as an allow-list ('devices.deny = a', then 'devices.allow' rules)",
+            raise InvalidInput(_("{key} = {value} cannot be applied: on cgroup v2 bdev applies device rules only as "
+                                 "an allow-list ('devices.deny = a', then 'devices.allow' rules)").format(
+                key=raw.key, value=raw.value),
                                container=self.ref.label)
         unified = self.host.unified
         offered = raw.version == 1 or controller == CORE_CONTROLLER or (unified is not None and controller in unified.controllers)
         placement = self.placement_for(controller, raw.version) if offered else None
         if placement is None:
             reason = self._unusable(controller, raw.version) if offered else self.host.missing(controller, raw.version)
-            raise InvalidInput(f"{raw.key} = {raw.value} cannot be applied: {reason}", container=self.ref.label)
+            raise InvalidInput(_("{key} = {value} cannot be applied: {reason}").format(
+                key=raw.key, value=raw.value, reason=reason), container=self.ref.label)
         return Write(placement, raw.file, raw.value, raw.key)
 
     def _unusable(self, controller: str, version: int | None) -> str:
         """Why no placement carries ``controller``: the host lacks it, or (for a user) its
         hierarchy is not delegated."""
         if version is not None and (self.host.v1(controller) if version == 1 else self.host.unified) is not None:
-            return (f"the cgroup hierarchy of the {controller} controller is not writable by uid {os.geteuid()} "
-                    "(it is not delegated to this user)")
+            return (_("the cgroup hierarchy of the {controller} controller is not writable by uid {uid} (it is not "
+                      "delegated to this user)").format(
+                controller=controller, uid=os.geteuid()))
         return self.host.missing(controller, version)
 
     def v2_controllers(self) -> frozenset[str]:
@@ -214,8 +224,9 @@ class ContainerCgroup:
         if self.owned:
             busy = self.pids()
             if busy:
-                raise Busy(f"its cgroup {self.placements[0].limit} already holds processes "
-                           f"({', '.join(map(str, busy[:5]))}): a container of this name is running",
+                raise Busy(_("its cgroup {limit} already holds processes ({pids}): a container of this name is "
+                             "running").format(
+                    limit=self.placements[0].limit, pids=', '.join(map(str, busy[:5]))),
                            container=self.ref.label)
             self._make(exclusive=False)
             return
@@ -234,8 +245,8 @@ class ContainerCgroup:
                 raise
             return
         self.__dict__.pop("placements", None)
-        raise Busy(f"cgroups lxc.payload.{self.ref.name} to lxc.payload.{self.ref.name}-{MAX_INDEX} all exist "
-                   "(remove the leftovers)", container=self.ref.label)
+        raise Busy(_("cgroups lxc.payload.{name} to lxc.payload.{name}-{max_index} all exist (remove the leftovers)").format(
+            name=self.ref.name, max_index=MAX_INDEX), container=self.ref.label)
 
     def _make(self, *, exclusive: bool) -> None:
         """Make the cgroup of every placement (see :meth:`create`).
@@ -248,7 +259,8 @@ class ContainerCgroup:
         try:
             for placement in self.placements:
                 if not placement.base_dir.is_dir():
-                    raise BdevError(f"the base cgroup {placement.base_dir} does not exist", container=self.ref.label)
+                    raise BdevError(_("the base cgroup {base_dir} does not exist").format(
+                        base_dir=placement.base_dir), container=self.ref.label)
                 made.extend(cgroupfs.make_cgroup(placement.hierarchy, placement.base_dir, placement.attach_dir,
                                                  controllers if placement.hierarchy.version == 2 else frozenset(),
                                                  exclusive=exclusive))
@@ -264,7 +276,8 @@ class ContainerCgroup:
             if exc.errno == errno.EBUSY and str(exc.filename or "").endswith(cgroupfs.SUBTREE_CONTROL):
                 hint = ("; cgroup v2 lets no cgroup that holds processes hand controllers down, so place the "
                         "container elsewhere with lxc.cgroup.dir")
-            raise BdevError(f"cannot make its cgroup: {explain(exc)}{where}{hint}", container=self.ref.label) from None
+            raise BdevError(_("cannot make its cgroup: {cause}{where}{hint}").format(
+                cause=explain(exc), where=where, hint=hint), container=self.ref.label) from None
         except BdevError:
             for directory in reversed(made):
                 cgroupfs.remove_if_empty(directory)
@@ -300,8 +313,8 @@ class ContainerCgroup:
         if failed:
             write, exc = failed[0]
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-            raise BdevError(f"cannot set {write.origin} ({write.file} = {write.value} in {write.placement.limit_dir}): "
-                            f"{explain(exc)}{more}", container=self.ref.label)
+            raise BdevError(_("cannot set {origin} ({file} = {value} in {limit_dir}): {cause}{more}").format(
+                origin=write.origin, file=write.file, value=write.value, limit_dir=write.placement.limit_dir, cause=explain(exc), more=more), container=self.ref.label)
 
     def attach(self, pid: int) -> None:
         """Move process ``pid`` (the container's init) into the cgroup of every hierarchy.
@@ -312,7 +325,8 @@ class ContainerCgroup:
             try:
                 cgroupfs.write_file(placement.attach_dir / cgroupfs.PROCS, str(pid))
             except OSError as exc:
-                raise BdevError(f"cannot move process {pid} into {placement.attach_dir}: {explain(exc)}",
+                raise BdevError(_("cannot move process {pid} into {attach_dir}: {cause}").format(
+                    pid=pid, attach_dir=placement.attach_dir, cause=explain(exc)),
                                 container=self.ref.label) from None
 
     def pids(self) -> list[int]:
@@ -353,7 +367,8 @@ class ContainerCgroup:
             cgroupfs.signal_pids(left, signal.SIGKILL)  # anything forked between listing and killing
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
-        raise Busy(f"processes {', '.join(map(str, self.pids()[:5]))} survived SIGKILL for {KILL_TIMEOUT:g} s",
+        raise Busy(_("processes {pids} survived SIGKILL for {kill_timeout:g} s").format(
+            pids=', '.join(map(str, self.pids()[:5])), kill_timeout=KILL_TIMEOUT),
                    container=self.ref.label)
 
     def _signal_frozen(self, sig: int) -> None:
@@ -381,13 +396,15 @@ class ContainerCgroup:
             return
         left = self.pids()
         if left:
-            raise Busy(f"its cgroup still holds processes {', '.join(map(str, left[:5]))}; stop them first",
+            raise Busy(_("its cgroup still holds processes {pids}; stop them first").format(
+                pids=', '.join(map(str, left[:5]))),
                        container=self.ref.label)
         for placement in self.placements:
             try:
                 cgroupfs.remove_cgroup(placement.limit_dir)
             except OSError as exc:
-                raise BdevError(f"cannot remove its cgroup {exc.filename or placement.limit_dir}: {explain(exc)}",
+                raise BdevError(_("cannot remove its cgroup {filename}: {cause}").format(
+                    filename=exc.filename or placement.limit_dir, cause=explain(exc)),
                                 container=self.ref.label) from None
             parent = placement.limit_dir.parent
             while parent != placement.base_dir and placement.base_dir in parent.parents and cgroupfs.remove_if_empty(parent):
@@ -408,6 +425,25 @@ class ContainerCgroup:
         return True
 
     # ------------------------------------------------------------------ what runs now
+
+    def memory_usage(self) -> tuple[int | None, int | None]:
+        """``(memory, swap)`` in bytes the cgroup uses now, as ``lxc-ls -f`` shows them (None:
+        not readable here): v1 ``memory.usage_in_bytes``, and the swap as
+        ``memory.memsw.usage_in_bytes`` minus it (else the ``swap`` line of ``memory.stat``);
+        v2 ``memory.current`` and ``memory.swap.current``."""
+        v1, v2 = self.placement_for("memory", 1), self.placement_for("memory", 2)
+        if v1 is not None and v1.limit_dir.is_dir():
+            memory = _number(cgroupfs.read_file(v1.limit_dir / "memory.usage_in_bytes"))
+            both = _number(cgroupfs.read_file(v1.limit_dir / "memory.memsw.usage_in_bytes"))
+            if both is not None and memory is not None:
+                return memory, max(both - memory, 0)
+            stat = cgroupfs.read_file(v1.limit_dir / "memory.stat") or ""
+            swap = next((_number(line.split()[1]) for line in stat.splitlines() if line.startswith("swap ")), None)
+            return memory, swap
+        if v2 is not None and v2.limit_dir.is_dir():
+            return (_number(cgroupfs.read_file(v2.limit_dir / "memory.current")),
+                    _number(cgroupfs.read_file(v2.limit_dir / "memory.swap.current")))
+        return None, None
 
     def live_values(self) -> dict[str, Value]:
         """The friendly limits as the running cgroup has them (limits whose files cannot be

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bdev.errors import BdevError
 from bdev.mounts import MountEntry, mount_entries
+from .._i18n import _
 
 PROC_CGROUPS = "/proc/cgroups"
 ONLINE_CPUS = "/sys/devices/system/cpu/online"
@@ -95,8 +96,9 @@ class Hierarchy:
         root = "/" + self.root.strip("/")
         if root != "/":
             if cgroup != root and not cgroup.startswith(root + "/"):
-                raise BdevError(f"cgroup {cgroup} is outside the {self.label} hierarchy mounted at "
-                                f"{self.mountpoint} (which shows {root})")
+                raise BdevError(_("cgroup {cgroup} is outside the {label} hierarchy mounted at {mountpoint} (which "
+                                  "shows {root})").format(
+                    cgroup=cgroup, label=self.label, mountpoint=self.mountpoint, root=root))
             cgroup = cgroup[len(root):] or "/"
         return self.mountpoint / cgroup.lstrip("/") if cgroup != "/" else self.mountpoint
 
@@ -181,23 +183,28 @@ class CgroupHost:
         fragment: not in the kernel, disabled at boot, or on the other hierarchy kind."""
         kernel_name = KERNEL_NAMES.get(controller, controller)
         if self.kernel_controllers and kernel_name not in self.kernel_controllers:
-            return f"the kernel has no {controller} controller"
+            return _("the kernel has no {controller} controller").format(controller=controller)
         if self.kernel_controllers.get(kernel_name) is False:
-            return f"the {controller} controller is disabled (cgroup_disable= on the kernel command line)"
+            return _("the {controller} controller is disabled (cgroup_disable= on the kernel command line)").format(
+                controller=controller)
         where = self.version_of(controller)
         if where is None and kernel_name in self.v1_bound:
             where = 1
         if version != 1 and where == 1:
-            return f"the {controller} controller is bound to a cgroup v1 hierarchy on this host, not to cgroup v2"
+            return _("the {controller} controller is bound to a cgroup v1 hierarchy on this host, not to cgroup v2").format(
+                controller=controller)
         if version == 1 and where == 2:
-            return f"the {controller} controller is in the cgroup v2 hierarchy on this host, not in a v1 one"
+            return _("the {controller} controller is in the cgroup v2 hierarchy on this host, not in a v1 one").format(
+                controller=controller)
         if version == 2 and self.unified is None:
-            return "no cgroup v2 hierarchy is mounted on this host"
+            return _("no cgroup v2 hierarchy is mounted on this host")
         if version == 2 and self.unified is not None:
             offered = ", ".join(sorted(self.unified.controllers)) or "none"
-            return (f"the cgroup v2 hierarchy at {self.unified.mountpoint} does not offer the {controller} "
-                    f"controller (offered: {offered})")
-        return f"no cgroup hierarchy with the {controller} controller is mounted on this host"
+            return (_("the cgroup v2 hierarchy at {mountpoint} does not offer the {controller} controller (offered: "
+                      "{offered})").format(
+                mountpoint=self.unified.mountpoint, controller=controller, offered=offered))
+        return _("no cgroup hierarchy with the {controller} controller is mounted on this host").format(
+            controller=controller)
 
 
 def read_proc_cgroups(path: str = PROC_CGROUPS) -> dict[str, tuple[int, bool]]:

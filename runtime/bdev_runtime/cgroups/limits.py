@@ -35,6 +35,7 @@ from typing import Any
 from bdev.errors import InvalidInput
 from bdev.units import parse_size
 
+from .._i18n import _, N_
 from .devices import DeviceRule, parse_rule, parse_rules
 from .hierarchy import CgroupHost, format_cpu_list, parse_cpu_list
 
@@ -174,22 +175,24 @@ class MemoryLimit(Limit):
     """``memory=512M``: the RAM limit (``memory.limit_in_bytes`` / ``memory.max``)."""
 
     name = "memory"
-    summary = "RAM the container may use"
+    summary = N_("RAM the container may use")
     example = "512M, 2G"
     controllers = {1: "memory", 2: "memory"}
     owned = {1: ("memory.limit_in_bytes",), 2: ("memory.max",)}
-    what = "memory limit"
+    what = _("memory limit")
 
     def parse(self, text: str, host: CgroupHost | None = None) -> Value:
         word = text.strip().lower()
         if word in ("max", "unlimited", "-1"):
             return UNLIMITED
         if _ZERO.match(word):
-            raise InvalidInput(f"{self.what} {text!r} must be more than zero (or max for no limit)")
+            raise InvalidInput(_("{what} {text!r} must be more than zero (or max for no limit)").format(
+                what=self.what, text=text))
         try:
             return parse_size(text, what=self.what)
         except InvalidInput:
-            raise InvalidInput(f"{self.what} {text!r} is not a size (examples: {self.example})") from None
+            raise InvalidInput(_("{what} {text!r} is not a size (examples: {example})").format(
+                what=self.what, text=text, example=self.example)) from None
 
     def read_value(self, text: str, version: int) -> Value:
         size = _kernel_size(text)
@@ -210,10 +213,10 @@ class SwapLimit(MemoryLimit):
     """``swap=1G``: swap on top of memory (v1 memory+swap total / v2 ``memory.swap.max``)."""
 
     name = "swap"
-    summary = "swap the container may use on top of its memory"
+    summary = N_("swap the container may use on top of its memory")
     example = "0, 1G"
     owned = {1: ("memory.memsw.limit_in_bytes",), 2: ("memory.swap.max",)}
-    what = "swap limit"
+    what = _("swap limit")
 
     def parse(self, text: str, host: CgroupHost | None = None) -> Value:
         if _ZERO.match(text.strip().lower()):
@@ -228,14 +231,14 @@ class SwapLimit(MemoryLimit):
             return super().entries(value, version, host, values)
         hierarchy = host.v1("memory")
         if hierarchy is not None and not (hierarchy.mountpoint / self.owned[1][0]).exists():
-            raise InvalidInput("swap limits need the kernel's swap accounting, which is off on this host "
-                               "(boot with swapaccount=1)")
+            raise InvalidInput(_("swap limits need the kernel's swap accounting, which is off on this host (boot "
+                                 "with swapaccount=1)"))
         memory = values.get("memory")
         if value == UNLIMITED or memory == UNLIMITED:
             return [Entry(self.owned[1][0], "-1")]
         if memory is None:
-            raise InvalidInput("a swap limit needs a memory limit on cgroup v1, where "
-                               "memory.memsw.limit_in_bytes counts memory and swap together")
+            raise InvalidInput(_("a swap limit needs a memory limit on cgroup v1, where memory.memsw.limit_in_bytes "
+                                 "counts memory and swap together"))
         return [Entry(self.owned[1][0], compact_size(memory + value))]
 
     def read(self, entries: Sequence[Entry], version: int, values: dict[str, Value]) -> Value | None:
@@ -246,8 +249,9 @@ class SwapLimit(MemoryLimit):
         if memory is None or memory == UNLIMITED:
             return UNLIMITED if memory == UNLIMITED else None
         if total < memory:
-            raise InvalidInput(f"memory+swap limit {compact_size(total)} is below the memory limit "
-                               f"{compact_size(memory)}, which the kernel refuses")
+            raise InvalidInput(_("memory+swap limit {compact_size} is below the memory limit {compact_size2}, which "
+                                 "the kernel refuses").format(
+                compact_size=compact_size(total), compact_size2=compact_size(memory)))
         return total - memory
 
     def show(self, value: Value) -> str:
@@ -261,7 +265,7 @@ class CpuLimit(Limit):
     """``cpu=1.5``: CPU time in cores, as a CFS quota per 100 ms period."""
 
     name = "cpu"
-    summary = "CPU time, in cores (1.5 = one and a half CPUs)"
+    summary = N_("CPU time, in cores (1.5 = one and a half CPUs)")
     example = "0.5, 1.5, 2"
     controllers = {1: "cpu", 2: "cpu"}
     owned = {1: ("cpu.cfs_quota_us", "cpu.cfs_period_us"), 2: ("cpu.max",)}
@@ -275,12 +279,15 @@ class CpuLimit(Limit):
         except ValueError:
             cores = float("nan")
         if not math.isfinite(cores) or cores <= 0:
-            raise InvalidInput(f"cpu limit {text!r} is not a number of cores (examples: {self.example})")
+            raise InvalidInput(_("cpu limit {text!r} is not a number of cores (examples: {example})").format(
+                text=text, example=self.example))
         if cores * CPU_PERIOD_US < CPU_MIN_QUOTA_US:
-            raise InvalidInput(f"cpu limit {text!r} is below the smallest share the kernel allows "
-                               f"({CPU_MIN_QUOTA_US / CPU_PERIOD_US:g} of a core)")
+            raise InvalidInput(_("cpu limit {text!r} is below the smallest share the kernel allows ({value:g} of a "
+                                 "core)").format(
+                text=text, value=CPU_MIN_QUOTA_US / CPU_PERIOD_US))
         if host is not None and host.online_cpus and cores > len(host.online_cpus):
-            raise InvalidInput(f"cpu limit {text!r} is more than the {len(host.online_cpus)} CPUs this host has online")
+            raise InvalidInput(_("cpu limit {text!r} is more than the {count} CPUs this host has online").format(
+                text=text, count=len(host.online_cpus)))
         return round(cores, 3)
 
     def show(self, value: Value) -> str:
@@ -306,7 +313,9 @@ class CpuLimit(Limit):
         if quota_text in ("-1", "max"):
             return UNLIMITED
         if not quota_text.isdigit() or not period_text.isdigit() or int(period_text) == 0:
-            raise InvalidInput(f"cpu quota {quota_text!r} per period {period_text!r} is not a pair of microsecond counts")
+            raise InvalidInput(_("cpu quota {quota_text!r} per period {period_text!r} is not a pair of microsecond "
+                                 "counts").format(
+                quota_text=quota_text, period_text=period_text))
         return round(int(quota_text) / int(period_text), 3)
 
 
@@ -314,7 +323,7 @@ class CpusetLimit(Limit):
     """``cpuset=0-1``: the CPUs the container may run on, checked against those online."""
 
     name = "cpuset"
-    summary = "which CPUs the container may run on"
+    summary = N_("which CPUs the container may run on")
     example = "0, 0-1, 0,2"
     controllers = {1: "cpuset", 2: "cpuset"}
     owned = {1: ("cpuset.cpus",), 2: ("cpuset.cpus",)}
@@ -325,11 +334,13 @@ class CpusetLimit(Limit):
         except ValueError:
             cpus = None
         if not cpus:
-            raise InvalidInput(f"cpuset {text!r} is not a list of CPUs (examples: {self.example})")
+            raise InvalidInput(_("cpuset {text!r} is not a list of CPUs (examples: {example})").format(
+                text=text, example=self.example))
         if host is not None and host.online_cpus and not cpus <= host.online_cpus:
             missing = format_cpu_list(cpus - host.online_cpus)
-            raise InvalidInput(f"cpuset {text!r} names CPUs {missing}, which this host does not have online "
-                               f"(online: {format_cpu_list(host.online_cpus)})")
+            raise InvalidInput(_("cpuset {text!r} names CPUs {missing}, which this host does not have online "
+                                 "(online: {online})").format(
+                text=text, missing=missing, online=format_cpu_list(host.online_cpus)))
         return format_cpu_list(cpus)
 
     def unlimited(self, version: int, host: CgroupHost, values: dict[str, Value]) -> list[Entry]:
@@ -340,7 +351,7 @@ class PidsLimit(Limit):
     """``pids=200``: how many tasks the container may have (fork fails with EAGAIN past it)."""
 
     name = "pids"
-    summary = "how many processes and threads the container may have"
+    summary = N_("how many processes and threads the container may have")
     example = "100, 1000"
     controllers = {1: "pids", 2: "pids"}
     owned = {1: ("pids.max",), 2: ("pids.max",)}
@@ -350,9 +361,10 @@ class PidsLimit(Limit):
         if word in ("max", "unlimited"):
             return UNLIMITED
         if not word.isdigit():
-            raise InvalidInput(f"pids limit {text!r} is not a number of processes (examples: {self.example}, or max)")
+            raise InvalidInput(_("pids limit {text!r} is not a number of processes (examples: {example}, or max)").format(
+                text=text, example=self.example))
         if int(word) < 1:
-            raise InvalidInput(f"pids limit {text!r} must be at least 1 (or max for no limit)")
+            raise InvalidInput(_("pids limit {text!r} must be at least 1 (or max for no limit)").format(text=text))
         return int(word)
 
 
@@ -360,7 +372,7 @@ class IoWeightLimit(Limit):
     """``io-weight=500``: the container's block I/O share."""
 
     name = "io-weight"
-    summary = "share of block I/O against other cgroups (1-1000, default 100)"
+    summary = N_("share of block I/O against other cgroups (1-1000, default 100)")
     example = "50, 100, 500"
     controllers = {1: "blkio", 2: "io"}
     owned = {1: ("blkio.bfq.weight", "blkio.weight"), 2: ("io.weight", "io.bfq.weight")}
@@ -371,7 +383,8 @@ class IoWeightLimit(Limit):
         if word.startswith("default "):  # io.weight shows "default 100", then per-device weights
             word = word.split()[-1]
         if not word.isdigit() or not self.lowest <= int(word) <= self.highest:
-            raise InvalidInput(f"io-weight {text!r} is not a weight from {self.lowest} to {self.highest} (default 100)")
+            raise InvalidInput(_("io-weight {text!r} is not a weight from {lowest} to {highest} (default 100)").format(
+                text=text, lowest=self.lowest, highest=self.highest))
         return int(word)
 
     def entries(self, value: Value, version: int, host: CgroupHost, values: dict[str, Value]) -> list[Entry]:
@@ -398,7 +411,7 @@ class DevicesLimit(Limit):
     """``devices="c 1:3 rwm, ..."``: a device allow-list (v1 files, a BPF program on v2)."""
 
     name = "devices"
-    summary = "the device nodes the container may use (an allow-list)"
+    summary = N_("the device nodes the container may use (an allow-list)")
     example = "c 1:3 rwm, c 1:5 rwm"
     controllers = {1: "devices", 2: "devices"}
     owned = {1: ("devices.deny", "devices.allow"), 2: ("devices.deny", "devices.allow")}
@@ -456,7 +469,8 @@ def limit_named(name: str) -> Limit:
     """
     limit = LIMITS.get(name.strip().lower())
     if limit is None:
-        raise InvalidInput(f"{name!r} is not a limit bdev knows (known: {', '.join(LIMITS)})")
+        raise InvalidInput(_("{name!r} is not a limit bdev knows (known: {limits})").format(
+            name=name, limits=', '.join(LIMITS)))
     return limit
 
 

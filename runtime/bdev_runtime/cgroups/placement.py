@@ -26,6 +26,7 @@ from pathlib import Path
 from bdev.errors import InvalidInput
 from bdev.store.config import LxcConfig
 
+from .._i18n import _
 from .claim import suffix
 from .hierarchy import CgroupHost, Hierarchy, base_of, process_cgroups
 
@@ -70,10 +71,12 @@ class Placement:
 def _relative_path(key: str, value: str) -> str:
     """``value`` if it is a relative path that stays below where it starts (LXC's rule)."""
     if value.strip().startswith("/"):
-        raise InvalidInput(f"{key} = {value}: the path must be relative (LXC refuses absolute ones)")
+        raise InvalidInput(_("{key} = {value}: the path must be relative (LXC refuses absolute ones)").format(
+            key=key, value=value))
     parts = [p for p in value.strip().split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
-        raise InvalidInput(f"{key} = {value}: the path must name a cgroup below the base and not walk up with '..'")
+        raise InvalidInput(_("{key} = {value}: the path must name a cgroup below the base and not walk up with '..'").format(
+            key=key, value=value))
     return "/".join(parts)
 
 
@@ -95,13 +98,16 @@ def relative_names(name: str, config: LxcConfig, index: int = 0) -> tuple[str, s
     plain, container, monitor, inner = (config.get(key) or None for key in keys)
     if container or monitor:
         if plain:
-            raise InvalidInput(f"{DIR_KEY} cannot be combined with {CONTAINER_DIR_KEY} and {MONITOR_DIR_KEY}")
+            raise InvalidInput(_("{dir_key} cannot be combined with {container_dir_key} and {monitor_dir_key}").format(
+                dir_key=DIR_KEY, container_dir_key=CONTAINER_DIR_KEY, monitor_dir_key=MONITOR_DIR_KEY))
         if not (container and monitor):
-            raise InvalidInput(f"{CONTAINER_DIR_KEY} and {MONITOR_DIR_KEY} must be set together")
+            raise InvalidInput(_("{container_dir_key} and {monitor_dir_key} must be set together").format(
+                container_dir_key=CONTAINER_DIR_KEY, monitor_dir_key=MONITOR_DIR_KEY))
         limit = _relative_path(CONTAINER_DIR_KEY, container)
         if inner:
             if "/" in inner.strip("/") or inner.strip() in (".", ".."):
-                raise InvalidInput(f"{INNER_DIR_KEY} = {inner}: it must be a single directory name")
+                raise InvalidInput(_("{inner_dir_key} = {inner}: it must be a single directory name").format(
+                    inner_dir_key=INNER_DIR_KEY, inner=inner))
             return limit, f"{limit}/{inner.strip('/')}"
         return limit, limit
     payload = PAYLOAD_PREFIX + name + suffix(index)
@@ -113,7 +119,7 @@ def is_relative(config: LxcConfig, euid: int | None = None) -> bool:
     """Whether the base is the caller's own cgroup (``lxc.cgroup.relative = 1``, or not root)."""
     value = (config.get(RELATIVE_KEY) or "0").strip()
     if value not in ("0", "1"):
-        raise InvalidInput(f"{RELATIVE_KEY} = {value}: use 0 or 1")
+        raise InvalidInput(_("{relative_key} = {value}: use 0 or 1").format(relative_key=RELATIVE_KEY, value=value))
     return value == "1" or (os.geteuid() if euid is None else euid) != 0
 
 

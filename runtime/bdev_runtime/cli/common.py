@@ -10,8 +10,10 @@ import click
 
 from bdev.cli.session import Session
 from bdev.engine.context import Context
+from bdev.i18n import option
 from bdev.store.layout import ContainerRef
 
+from .._i18n import _, N_
 from ..attach import AttachOptions, parse_assignments
 from ..lifecycle import context_for
 
@@ -35,18 +37,18 @@ def attach_options(command: F) -> F:
     ``--clear-env``/``--keep-env``, ``-v/--set-var``, ``--keep-var``, ``-u/--uid``,
     ``-g/--gid`` (read back with :func:`options_of_attach`)."""
     options = [
-        click.option("-e", "--elevated-privileges", "elevated", is_flag=True,
-                     help="Keep the privileges the container dropped."),
-        click.option("--clear-env", is_flag=True, help="Clear all environment variables before attaching."),
-        click.option("--keep-env", is_flag=True, help="Keep the current environment (default)."),
-        click.option("-v", "--set-var", "set_vars", metavar="VAR=VALUE", multiple=True,
-                     help="Set VAR in the environment."),
-        click.option("--keep-var", "keep_vars", metavar="VAR", multiple=True, help="With --clear-env, keep VAR."),
-        click.option("-u", "--uid", type=ID_RANGE, metavar="UID", help="Run the command as UID (in the container)."),
-        click.option("-g", "--gid", type=ID_RANGE, metavar="GID", help="Run the command as GID (in the container)."),
+        option("-e", "--elevated-privileges", "elevated", is_flag=True,
+               help=N_("Keep the privileges the container dropped.")),
+        option("--clear-env", is_flag=True, help=N_("Clear all environment variables before attaching.")),
+        option("--keep-env", is_flag=True, help=N_("Keep the current environment (default).")),
+        option("-v", "--set-var", "set_vars", metavar="VAR=VALUE", multiple=True,
+               help=N_("Set VAR in the environment.")),
+        option("--keep-var", "keep_vars", metavar="VAR", multiple=True, help=N_("With --clear-env, keep VAR.")),
+        option("-u", "--uid", type=ID_RANGE, metavar="UID", help=N_("Run the command as UID (in the container).")),
+        option("-g", "--gid", type=ID_RANGE, metavar="GID", help=N_("Run the command as GID (in the container).")),
     ]
-    for option in reversed(options):
-        command = option(command)
+    for decorator in reversed(options):
+        command = decorator(command)
     return command
 
 
@@ -59,7 +61,7 @@ def options_of_attach(values: dict[str, Any]) -> AttachOptions:
     """
     clear_env, keep_env = values.pop("clear_env"), values.pop("keep_env")
     if clear_env and keep_env:
-        raise click.UsageError("--clear-env and --keep-env cannot be used together")
+        raise click.UsageError(_("--clear-env and --keep-env cannot be used together"))
     return AttachOptions(clear_env=clear_env, keep_vars=values.pop("keep_vars"),
                          set_vars=parse_assignments(values.pop("set_vars"), "-v"), elevated=values.pop("elevated"),
                          uid=values.pop("uid"), gid=values.pop("gid"))

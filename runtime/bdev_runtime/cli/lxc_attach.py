@@ -9,18 +9,21 @@ from typing import Any, NoReturn
 
 import click
 
+from bdev.cli.completion import container_names
 from bdev.cli.errors import run
 from bdev.cli.lxc.common import common_options, lxc_command, require, start
+from bdev.i18n import option
 
 from .. import lifecycle
+from .._i18n import N_
 from .common import attach_options, container_of, options_of_attach
 
 PROG = "lxc-attach"
 
 
-@lxc_command(PROG, help_text="lxc-attach starts a process inside a running container.",
+@lxc_command(PROG, help_text=N_("lxc-attach starts a process inside a running container."),
              usage="-n NAME [OPTIONS] [-- COMMAND]")
-@click.option("-n", "--name", metavar="NAME", help="NAME of the container.")
+@option("-n", "--name", metavar="NAME", shell_complete=container_names, help=N_("NAME of the container."))
 @attach_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @common_options()

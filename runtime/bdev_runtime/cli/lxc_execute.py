@@ -8,18 +8,21 @@ from typing import NoReturn
 
 import click
 
+from bdev.cli.completion import container_names
 from bdev.cli.errors import run
 from bdev.cli.lxc.common import common_options, lxc_command, require, start
+from bdev.i18n import option
 
 from .. import lifecycle
+from .._i18n import _, N_
 from .common import container_of
 
 PROG = "lxc-execute"
 
 
-@lxc_command(PROG, help_text="lxc-execute runs COMMAND inside the container NAME.", usage="-n NAME [OPTIONS] -- COMMAND")
-@click.option("-n", "--name", metavar="NAME", help="NAME of the container.")
-@click.option("-d", "--daemon", is_flag=True, help="Not supported: refused (lxc-execute runs in the foreground).")
+@lxc_command(PROG, help_text=N_("lxc-execute runs COMMAND inside the container NAME."), usage="-n NAME [OPTIONS] -- COMMAND")
+@option("-n", "--name", metavar="NAME", shell_complete=container_names, help=N_("NAME of the container."))
+@option("-d", "--daemon", is_flag=True, help=N_("Not supported: refused (lxc-execute runs in the foreground)."))
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @common_options()
 @click.pass_context
@@ -28,9 +31,9 @@ def command(ctx: click.Context, name: str | None, daemon: bool, command: tuple[s
     session = start(ctx, **common)  # type: ignore[arg-type]
     name = require(name, "-n NAME", "container name")
     if daemon:
-        raise click.UsageError("-d is not supported: lxc-execute runs in the foreground")
+        raise click.UsageError(_("-d is not supported: lxc-execute runs in the foreground"))
     if not command:
-        raise click.UsageError("missing command: give -- COMMAND")
+        raise click.UsageError(_("missing command: give -- COMMAND"))
     engine, ref = container_of(session, name)
     return lifecycle.execute(engine, ref, list(command))
 

@@ -8,9 +8,12 @@ from typing import NoReturn
 
 import click
 
+from bdev.cli.completion import container_names
 from bdev.cli.errors import run
 from bdev.cli.lxc.common import common_options, lxc_command, require, start
+from bdev.i18n import option
 
+from .._i18n import N_
 from ..spec import load_config
 from ..status import status
 from .common import container_of
@@ -23,14 +26,14 @@ def field_line(label: str, value: object) -> str:
     return f"{label + ':':<15} {value}"
 
 
-@lxc_command(PROG, help_text="lxc-info displays information about the container NAME.", usage="-n NAME [OPTIONS]")
-@click.option("-n", "--name", metavar="NAME", help="NAME of the container.")
-@click.option("-c", "--config", "keys", metavar="KEY", multiple=True, help="Show configuration variable KEY.")
-@click.option("-s", "--state", "show_state", is_flag=True, help="Show the state.")
-@click.option("-p", "--pid", "show_pid", is_flag=True, help="Show the process id of the init container.")
-@click.option("-i", "--ips", "show_ips", is_flag=True, help="Show the IP addresses.")
-@click.option("-S", "--stats", "show_stats", is_flag=True, help="Show usage statistics (none are listed yet).")
-@click.option("-H", "--no-humanize", is_flag=True, help="Show stats as raw numbers, not humanized.")
+@lxc_command(PROG, help_text=N_("lxc-info displays information about the container NAME."), usage="-n NAME [OPTIONS]")
+@option("-n", "--name", metavar="NAME", shell_complete=container_names, help=N_("NAME of the container."))
+@option("-c", "--config", "keys", metavar="KEY", multiple=True, help=N_("Show configuration variable KEY."))
+@option("-s", "--state", "show_state", is_flag=True, help=N_("Show the state."))
+@option("-p", "--pid", "show_pid", is_flag=True, help=N_("Show the process id of the init container."))
+@option("-i", "--ips", "show_ips", is_flag=True, help=N_("Show the IP addresses."))
+@option("-S", "--stats", "show_stats", is_flag=True, help=N_("Show usage statistics (none are listed yet)."))
+@option("-H", "--no-humanize", is_flag=True, help=N_("Show stats as raw numbers, not humanized."))
 @common_options()
 @click.pass_context
 def command(ctx: click.Context, name: str | None, keys: tuple[str, ...], show_state: bool, show_pid: bool,

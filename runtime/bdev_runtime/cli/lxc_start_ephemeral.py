@@ -11,22 +11,25 @@ from typing import NoReturn
 
 import click
 
+from bdev.cli.completion import container_names
 from bdev.cli.errors import run
 from bdev.cli.lxc.common import common_options, lxc_command, require, start
+from bdev.i18n import option
 
 from .. import lifecycle
+from .._i18n import _, N_
 from .common import container_of
 
 PROG = "lxc-start-ephemeral"
 
 
-@lxc_command(PROG, help_text="lxc-start-ephemeral starts an ephemeral copy of the container ORIG.",
+@lxc_command(PROG, help_text=N_("lxc-start-ephemeral starts an ephemeral copy of the container ORIG."),
              usage="-o ORIG [-n NAME] [-d] [-k] [OPTIONS] [-- COMMAND]")
-@click.option("-o", "--orig", metavar="ORIG", help="The container to clone.")
-@click.option("-n", "--name", metavar="NAME", help="The clone's name (default: ORIG_ and six random characters).")
-@click.option("-d", "--daemon", is_flag=True, help="Run in the background and print the clone's name.")
-@click.option("-k", "--keep-data", is_flag=True, help="Keep the clone after it stops.")
-@click.option("-B", "--backingstorage", metavar="TYPE", help="The clone's backend (default: as the engine picks).")
+@option("-o", "--orig", metavar="ORIG", shell_complete=container_names, help=N_("The container to clone."))
+@option("-n", "--name", metavar="NAME", help=N_("The clone's name (default: ORIG_ and six random characters)."))
+@option("-d", "--daemon", is_flag=True, help=N_("Run in the background and print the clone's name."))
+@option("-k", "--keep-data", is_flag=True, help=N_("Keep the clone after it stops."))
+@option("-B", "--backingstorage", metavar="TYPE", help=N_("The clone's backend (default: as the engine picks)."))
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @common_options(logging=False)  # -o is ORIG here, as in LXC 1.0
 @click.pass_context
@@ -36,7 +39,7 @@ def command(ctx: click.Context, orig: str | None, name: str | None, daemon: bool
     session = start(ctx, **common)  # type: ignore[arg-type]
     orig = require(orig, "-o ORIG", "original container name")
     if daemon and command:
-        raise click.UsageError("-d and a COMMAND cannot be used together")
+        raise click.UsageError(_("-d and a COMMAND cannot be used together"))
     engine, origin = container_of(session, orig)
     if name is not None:
         engine.ref(name)  # validated before anything is cloned

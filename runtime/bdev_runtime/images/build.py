@@ -19,6 +19,7 @@ from bdev.registry import Registry
 from bdev.store.lock import locked_file
 from bdev.templates import TemplateContext
 
+from .._i18n import _
 from .index import INDEX_PATH, ImageEntry, check_field, format_index, parse_index
 from .manifest import SUMS, format_sums, sha256_file
 
@@ -47,9 +48,11 @@ class ImageSpec:
         for value, what in ((self.dist, "distribution"), (self.release, "release"), (self.arch, "architecture"), (self.variant, "variant")):
             check_field(value, what)
         if self.compression not in COMPRESSIONS:
-            raise InvalidInput(f"compression {self.compression!r} is not one of {', '.join(COMPRESSIONS)}")
+            raise InvalidInput(_("compression {compression!r} is not one of {compressions}").format(
+                compression=self.compression, compressions=', '.join(COMPRESSIONS)))
         if not self.expiry_days > 0:
-            raise InvalidInput(f"expiry of {self.expiry_days:g} days must be greater than zero")
+            raise InvalidInput(_("expiry of {expiry_days:g} days must be greater than zero").format(
+                expiry_days=self.expiry_days))
 
 
 def pack_rootfs(rootfs: Path, archive: Path, compression: str) -> None:
@@ -58,14 +61,15 @@ def pack_rootfs(rootfs: Path, archive: Path, compression: str) -> None:
 
     :raises BdevError: tar failed (a full disk, say).
     """
-    flag, _ = COMPRESSIONS[compression]
+    flag = COMPRESSIONS[compression][0]
     argv = ["tar", "--create", "--file", str(archive), "--directory", str(rootfs), "--numeric-owner",
             "--xattrs", "--xattrs-include=*", "--acls", "--sparse", "--one-file-system", flag, "."]
     try:
         run(argv, env={"XZ_OPT": "-6 -T0", "ZSTD_NBTHREADS": "0"})
     except CommandError as exc:
         detail = exc.stderr.strip().splitlines()[0] if exc.stderr.strip() else "tar failed"
-        raise BdevError(f"cannot pack the image's rootfs into {archive}: {detail}") from None
+        raise BdevError(_("cannot pack the image's rootfs into {archive}: {detail}").format(
+            archive=archive, detail=detail)) from None
 
 
 def _new_build_id(images: Path, spec: ImageSpec) -> str:
@@ -108,18 +112,21 @@ def build_image(registry: Registry, output: str | os.PathLike[str], spec: ImageS
                            f"images/{spec.dist}/{spec.release}/{spec.arch}/{spec.variant}/{build_id}")
         final = top / entry.path
         if final.exists():
-            raise AlreadyExists(f"image {entry.label()} build {build_id} already exists in {top}")
+            raise AlreadyExists(_("image {label} build {build_id} already exists in {top}").format(
+                label=entry.label(), build_id=build_id, top=top))
         scratch = Path(tempfile.mkdtemp(dir=top, prefix=".build-"))
         try:
             rootfs, files = scratch / "rootfs", scratch / "image"
             rootfs.mkdir(mode=0o755)
             files.mkdir()
-            notify(f"building image {entry.label()} with template {spec.template}")
+            notify(_("building image {label} with template {template}").format(
+                label=entry.label(), template=spec.template))
             context = TemplateContext(name=spec.dist, rootfs=rootfs, lxcpath=scratch, args=list(spec.args))
             try:
                 template.build(context)
             except BdevError as exc:
-                raise BdevError(f"template {spec.template!r} failed for image {entry.label()}: {exc}") from None
+                raise BdevError(_("template {template!r} failed for image {label}: {error}").format(
+                    template=spec.template, label=entry.label(), error=exc)) from None
             write_image_files(files, rootfs, context.config, spec)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(files, final)
@@ -132,7 +139,8 @@ def build_image(registry: Registry, output: str | os.PathLike[str], spec: ImageS
                 raise
         finally:
             remove_tree(scratch)
-    notify(f"built image {entry.label()} build {build_id} in {final}")
+    notify(_("built image {label} build {build_id} in {final}").format(
+        label=entry.label(), build_id=build_id, final=final))
     return entry
 
 

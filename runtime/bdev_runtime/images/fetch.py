@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from bdev.errors import BdevError, InvalidInput
+from .._i18n import _
 
 log = logging.getLogger("bdev.images.fetch")
 
@@ -26,7 +27,7 @@ def check_server(url: str) -> str:
     """
     parts = urllib.parse.urlsplit(url or "")
     if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.netloc):
-        raise InvalidInput(f"image server {url!r} is not an http://, https:// or file:// URL")
+        raise InvalidInput(_("image server {url!r} is not an http://, https:// or file:// URL").format(url=url))
     return url.rstrip("/")
 
 
@@ -39,12 +40,13 @@ def _open(url: str):  # type: ignore[no-untyped-def]
     try:
         return urllib.request.urlopen(url, timeout=TIMEOUT)  # noqa: S310 - schemes checked by check_server
     except urllib.error.HTTPError as exc:
-        raise BdevError(f"{url} could not be fetched: HTTP {exc.code} {exc.reason}") from None
+        raise BdevError(_("{url} could not be fetched: HTTP {code} {reason}").format(
+            url=url, code=exc.code, reason=exc.reason)) from None
     except urllib.error.URLError as exc:
         reason = getattr(exc.reason, "strerror", None) or exc.reason
-        raise BdevError(f"{url} could not be fetched: {reason}") from None
+        raise BdevError(_("{url} could not be fetched: {reason}").format(url=url, reason=reason)) from None
     except (OSError, http.client.HTTPException) as exc:
-        raise BdevError(f"{url} could not be fetched: {exc}") from None
+        raise BdevError(_("{url} could not be fetched: {error}").format(url=url, error=exc)) from None
 
 
 def fetch_text(url: str, limit: int = 1 << 20) -> str:
@@ -57,7 +59,7 @@ def fetch_text(url: str, limit: int = 1 << 20) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise BdevError(f"{url} is not UTF-8 text") from None
+        raise BdevError(_("{url} is not UTF-8 text").format(url=url)) from None
 
 
 def _read_all(response, url: str, limit: int) -> bytes:  # type: ignore[no-untyped-def]
@@ -67,10 +69,11 @@ def _read_all(response, url: str, limit: int) -> bytes:  # type: ignore[no-untyp
         while chunk := response.read(_CHUNK):
             size += len(chunk)
             if size > limit:
-                raise BdevError(f"{url} is larger than {limit} bytes")
+                raise BdevError(_("{url} is larger than {limit} bytes").format(url=url, limit=limit))
             chunks.append(chunk)
     except (OSError, http.client.HTTPException) as exc:
-        raise BdevError(f"download of {url} was cut short after {size} bytes: {exc}") from None
+        raise BdevError(_("download of {url} was cut short after {size} bytes: {error}").format(
+            url=url, size=size, error=exc)) from None
     _check_length(url, size, expected)
     return b"".join(chunks)
 
@@ -82,7 +85,8 @@ def _length(response) -> int | None:  # type: ignore[no-untyped-def]
 
 def _check_length(url: str, got: int, expected: int | None) -> None:
     if expected is not None and got != expected:
-        raise BdevError(f"download of {url} was cut short: got {got} of {expected} bytes")
+        raise BdevError(_("download of {url} was cut short: got {got} of {expected} bytes").format(
+            url=url, got=got, expected=expected))
 
 
 def fetch_file(url: str, target: Path) -> int:
@@ -100,13 +104,15 @@ def fetch_file(url: str, target: Path) -> int:
                     out.write(chunk)
                     size += len(chunk)
             except (http.client.HTTPException, ConnectionError, TimeoutError) as exc:
-                raise BdevError(f"download of {url} was cut short after {size} bytes: {exc}") from None
+                raise BdevError(_("download of {url} was cut short after {size} bytes: {error}").format(
+                    url=url, size=size, error=exc)) from None
             _check_length(url, size, expected)
             out.flush()
             os.fsync(out.fileno())
     except OSError as exc:
         target.unlink(missing_ok=True)
-        raise BdevError(f"cannot store {url} in {target.parent}: {exc.strerror or exc}") from None
+        raise BdevError(_("cannot store {url} in {parent}: {error}").format(
+            url=url, parent=target.parent, error=exc.strerror or exc)) from None
     except BaseException:
         target.unlink(missing_ok=True)
         raise

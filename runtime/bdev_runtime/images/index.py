@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bdev.errors import BdevError, InvalidInput
+from .._i18n import _
 
 #: Where the index lives below a server's root (LXC's name).
 INDEX_PATH = "meta/1.0/index-system"
@@ -55,7 +56,9 @@ def check_field(value: str, what: str) -> str:
     """
     if not _FIELD.match(value or ""):
         raise InvalidInput(
-            f"image {what} {value!r} is not valid (letters, digits and . _ : + - only, starting with a letter or digit)"
+            _("image {what} {value!r} is not valid (letters, digits and . _ : + - only, starting with a letter or "
+              "digit)").format(
+                what=what, value=value)
         )
     return value
 
@@ -84,16 +87,20 @@ def parse_index(text: str, source: str) -> list[ImageEntry]:
             continue
         fields = line.split(";")
         if len(fields) != 6:
-            raise BdevError(f"image index {source} line {number} has {len(fields)} fields, not 6 (dist;release;arch;variant;build_id;path)")
+            raise BdevError(_("image index {source} line {number} has {count} fields, not 6 "
+                              "(dist;release;arch;variant;build_id;path)").format(
+                source=source, number=number, count=len(fields)))
         *names, build_id, path = fields
         try:
             for value, what in zip([*names, build_id], [*FIELDS, "build id"]):
                 check_field(value, what)
         except InvalidInput as exc:
-            raise BdevError(f"image index {source} line {number}: {exc.cause}") from None
+            raise BdevError(_("image index {source} line {number}: {cause}").format(
+                source=source, number=number, cause=exc.cause)) from None
         clean = clean_image_path(path)
         if clean is None:
-            raise BdevError(f"image index {source} line {number} has an unusable path {path!r}")
+            raise BdevError(_("image index {source} line {number} has an unusable path {path!r}").format(
+                source=source, number=number, path=path))
         entries.append(ImageEntry(*names, build_id, clean))
     return entries
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bdev.errors import BdevError
+from .._i18n import _
 
 #: The manifest's file name in an image's directory.
 SUMS = "SHA256SUMS"
@@ -37,13 +38,14 @@ def parse_sums(text: str, source: str) -> dict[str, str]:
             continue
         match = _LINE.match(raw.strip())
         if not match or match.group(2) == SUMS:
-            raise BdevError(f"{source} line {number} is not '<sha256>  <file name>'")
+            raise BdevError(_("{source} line {number} is not '<sha256>  <file name>'").format(
+                source=source, number=number))
         digest, name = match.groups()
         if name in sums:
-            raise BdevError(f"{source} lists {name} twice")
+            raise BdevError(_("{source} lists {name} twice").format(source=source, name=name))
         sums[name] = digest
     if not sums:
-        raise BdevError(f"{source} lists no files")
+        raise BdevError(_("{source} lists no files").format(source=source))
     return sums
 
 
@@ -60,4 +62,5 @@ def verify_file(path: Path, expected: str, what: str) -> None:
     """
     actual = sha256_file(path)
     if actual != expected:
-        raise BdevError(f"{what} fails its SHA-256 check (expected {expected[:12]}..., got {actual[:12]}...)")
+        raise BdevError(_("{what} fails its SHA-256 check (expected {expected}..., got {actual}...)").format(
+            what=what, expected=expected[:12], actual=actual[:12]))

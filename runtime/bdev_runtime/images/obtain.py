@@ -15,6 +15,7 @@ from pathlib import Path
 from bdev.errors import BdevError
 from bdev.fsops import remove_tree
 
+from .._i18n import _
 from . import cache, fetch
 from .index import INDEX_PATH, ImageEntry, parse_index, select
 from .manifest import SUMS, parse_sums, sha256_file, verify_file
@@ -55,7 +56,7 @@ class LocalImage:
         for name in ROOTFS_NAMES:
             if (self.directory / name).is_file():
                 return self.directory / name
-        raise BdevError(f"image in {self.directory} has no rootfs tarball")
+        raise BdevError(_("image in {directory} has no rootfs tarball").format(directory=self.directory))
 
     def config_lines(self) -> list[tuple[str, str]]:
         """The image's ``config`` file as ``(key, value)`` lines (none if it has no config)."""
@@ -69,7 +70,8 @@ class LocalImage:
                 continue
             key, sep, value = line.partition("=")
             if not sep or not key.strip().startswith("lxc."):
-                raise BdevError(f"image config {path} has a line that is not 'lxc.KEY = VALUE': {line!r}")
+                raise BdevError(_("image config {path} has a line that is not 'lxc.KEY = VALUE': {line!r}").format(
+                    path=path, line=line))
             lines.append((key.strip(), value.strip()))
         return lines
 
@@ -89,7 +91,8 @@ def find_image(request: Request) -> ImageEntry:
     entry = select(entries, request.dist, request.release, request.arch, request.variant)
     if entry is None:
         offered = ", ".join(sorted({e.label() for e in entries})) or "nothing"
-        raise BdevError(f"image server {request.server} has no image {request.label()} (it offers: {offered})")
+        raise BdevError(_("image server {server} has no image {label} (it offers: {offered})").format(
+            server=request.server, label=request.label(), offered=offered))
     return entry
 
 
@@ -106,18 +109,20 @@ def download(request: Request, entry: ImageEntry, target: Path) -> dict[str, str
 
     :raises BdevError: a file is missing on the server, cut short, or fails its checksum.
     """
-    what = f"image {entry.label()} build {entry.build_id}"
+    what = _("image {label} build {build_id}").format(label=entry.label(), build_id=entry.build_id)
     sums_url = fetch.join(request.server, entry.path, SUMS)
     sums_text = fetch.fetch_text(sums_url)
     sums = parse_sums(sums_text, sums_url)
     if cache.META in sums:
-        raise BdevError(f"{what} lists {cache.META}, a name the image cache keeps for itself")
+        raise BdevError(_("{what} lists {meta}, a name the image cache keeps for itself").format(
+            what=what, meta=cache.META))
     if not any(name in sums for name in ROOTFS_NAMES):
-        raise BdevError(f"{what} lists no rootfs tarball in its {SUMS} (one of {', '.join(ROOTFS_NAMES)})")
+        raise BdevError(_("{what} lists no rootfs tarball in its {sums} (one of {rootfs_names})").format(
+            what=what, sums=SUMS, rootfs_names=', '.join(ROOTFS_NAMES)))
     (target / SUMS).write_text(sums_text)
     for name, digest in sums.items():
         fetch.fetch_file(fetch.join(request.server, entry.path, name), target / name)
-        verify_file(target / name, digest, f"{what} file {name}")
+        verify_file(target / name, digest, _("{what} file {name}").format(what=what, name=name))
     return sums
 
 
@@ -152,10 +157,10 @@ def obtain(request: Request, *, use_cache: bool = True, flush: bool = False,
             remove_tree(scratch)
         return
     directory = cache_entry(request)
-    with cache.entry_lock(directory, f"the image cache entry {request.label()}"):
+    with cache.entry_lock(directory, _("the image cache entry {label}").format(label=request.label())):
         record = cache.CacheRecord.load(directory)
         if flush and directory.exists():
-            notify(f"flushing the cached image {request.label()}")
+            notify(_("flushing the cached image {label}").format(label=request.label()))
             remove_tree(directory)
             record = None
         if (record is not None and record.server == request.server and not record.expired()
@@ -163,7 +168,8 @@ def obtain(request: Request, *, use_cache: bool = True, flush: bool = False,
             yield LocalImage(directory, record.build_id, from_cache=True)
             return
         entry = find_image(request)
-        notify(f"downloading image {request.label()} build {entry.build_id} from {request.server}")
+        notify(_("downloading image {label} build {build_id} from {server}").format(
+            label=request.label(), build_id=entry.build_id, server=request.server))
         with cache.staging_dir(directory) as staging:
             download(request, entry, staging)
             now = time.time()

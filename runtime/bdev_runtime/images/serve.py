@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bdev.errors import BdevError
+from .._i18n import _
 
 log = logging.getLogger("bdev.images.serve")
 
@@ -39,11 +40,12 @@ def make_server(directory: Path, host: str = "127.0.0.1", port: int = 8000) -> T
     :raises BdevError: the directory does not exist, or the address cannot be bound.
     """
     if not directory.is_dir():
-        raise BdevError(f"image directory {directory} does not exist")
+        raise BdevError(_("image directory {directory} does not exist").format(directory=directory))
     handler = functools.partial(_Handler, directory=str(directory))
     try:
         server = ThreadingHTTPServer((host, port), handler)
     except OSError as exc:
-        raise BdevError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+        raise BdevError(_("cannot serve on {host}:{port}: {error}").format(
+            host=host, port=port, error=exc.strerror or exc)) from None
     server.daemon_threads = True
     return server

@@ -37,6 +37,7 @@ from typing import IO
 
 from bdev.copying import NullProgress, Progress
 from bdev.errors import BdevError
+from .._i18n import _
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _XATTR_PREFIX = "SCHILY.xattr."
@@ -62,20 +63,24 @@ class MemberChecker:
     count: int = 0
 
     def refuse(self, member: tarfile.TarInfo, why: str) -> UnsafeArchive:
-        return UnsafeArchive(f"archive {self.archive} is refused: member {member.name!r} {why}")
+        return UnsafeArchive(_("archive {archive} is refused: member {member!r} {why}").format(
+            archive=self.archive, member=member.name, why=why))
 
-    def clean_name(self, member: tarfile.TarInfo, name: str, what: str = "") -> str:
-        """``name`` relative and normalised (``.`` for the top).
+    def clean_name(self, member: tarfile.TarInfo, name: str, link: bool = False) -> str:
+        """``name`` relative and normalised (``.`` for the top); ``link``: it is the target of
+        the hard link ``member``.
 
         :raises UnsafeArchive: it is absolute or has a ``..`` component.
         """
         if name.startswith("/"):
-            raise self.refuse(member, f"{what}has an absolute path {name!r}" if what else "has an absolute path")
+            raise self.refuse(member, _("is a hard link that has an absolute path {name!r}").format(name=name)
+                              if link else _("has an absolute path"))
         parts = [p for p in name.split("/") if p not in ("", ".")]
         if ".." in parts:
-            raise self.refuse(member, f"{what}climbs out of the rootfs with '..'" if what else "climbs out of the rootfs with '..'")
+            raise self.refuse(member, _("is a hard link that climbs out of the rootfs with '..'")
+                              if link else _("climbs out of the rootfs with '..'"))
         if any("\0" in p for p in parts):
-            raise self.refuse(member, "has a NUL byte in its name")
+            raise self.refuse(member, _("has a NUL byte in its name"))
         return "/".join(parts) or "."
 
     def check(self, member: tarfile.TarInfo) -> str:
@@ -84,25 +89,29 @@ class MemberChecker:
         :raises UnsafeArchive: it breaks one, named in the message.
         """
         if member.type not in _ALLOWED_TYPES:
-            raise self.refuse(member, f"is of a refused type {member.type!r}")
+            raise self.refuse(member, _("is of a refused type {type!r}").format(type=member.type))
         name = self.clean_name(member, member.name)
         parent = name
         while (parent := posixpath.dirname(parent)):
             if parent in self.symlinks or parent in self.files or parent in self.others:
-                raise self.refuse(member, f"lies beneath {parent!r}, which the archive made a non-directory")
+                raise self.refuse(member, _("lies beneath {parent!r}, which the archive made a non-directory").format(
+                    parent=parent))
         if name in self.symlinks or name in self.files or name in self.others:
-            raise self.refuse(member, "appears twice")
+            raise self.refuse(member, _("appears twice"))
         if member.issym():
             target = member.linkname
             if not target or "\0" in target:
-                raise self.refuse(member, "is a symlink without a target")
+                raise self.refuse(member, _("is a symlink without a target"))
             if not target.startswith("/") and _climbs_out(posixpath.dirname(name), target):
-                raise self.refuse(member, f"is a symlink pointing outside the rootfs ({target!r})")
+                raise self.refuse(member, _("is a symlink pointing outside the rootfs ({target!r})").format(
+                    target=target))
             self.symlinks.add(name)
         elif member.islnk():
-            target = self.clean_name(member, member.linkname, "is a hard link that ")
+            target = self.clean_name(member, member.linkname, link=True)
             if target not in self.files:
-                raise self.refuse(member, f"is a hard link to {member.linkname!r}, which is not an earlier file of the archive")
+                raise self.refuse(member, _("is a hard link to {linkname!r}, which is not an earlier file of the "
+                                            "archive").format(
+                    linkname=member.linkname))
             self.others.add(name)
         elif member.isreg():
             self.files.add(name)
@@ -134,7 +143,9 @@ def open_archive(path: Path) -> Iterator[tarfile.TarFile]:
             try:
                 import zstandard
             except ImportError:
-                raise BdevError(f"{path} is compressed with zstd, and the Python module zstandard is not installed (Debian: python3-zstandard)") from None
+                raise BdevError(_("{path} is compressed with zstd, and the Python module zstandard is not installed "
+                                  "(Debian: python3-zstandard)").format(
+                    path=path)) from None
             raw.seek(0)
             stream = zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[assignment]
         else:
@@ -147,7 +158,7 @@ def open_archive(path: Path) -> Iterator[tarfile.TarFile]:
 
 def _corrupt(path: Path, exc: BaseException) -> BdevError:
     detail = str(exc) or type(exc).__name__
-    return BdevError(f"archive {path} is corrupt or truncated ({detail})")
+    return BdevError(_("archive {path} is corrupt or truncated ({detail})").format(path=path, detail=detail))
 
 
 _READ_ERRORS: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error)
@@ -172,7 +183,7 @@ def scan(path: Path) -> MemberChecker:
     except _READ_ERRORS as exc:
         raise _corrupt(path, exc) from None
     if checker.count == 0:
-        raise BdevError(f"archive {path} holds no files")
+        raise BdevError(_("archive {path} holds no files").format(path=path))
     return checker
 
 
@@ -226,7 +237,7 @@ def extract(path: Path, rootfs: Path, progress: Progress | None = None) -> Membe
                     continue
                 target = os.path.join(root, name)
                 if not _inside(root, os.path.dirname(target)):
-                    raise checker.refuse(member, "would be written outside the rootfs")
+                    raise checker.refuse(member, _("would be written outside the rootfs"))
                 if member.isdir() and os.path.isdir(target) and not os.path.islink(target):
                     pass  # already there (made for an earlier member); attributes come at the end
                 else:
@@ -244,9 +255,11 @@ def extract(path: Path, rootfs: Path, progress: Progress | None = None) -> Membe
                 _set_mtime(member, target)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise BdevError(f"no space left on the rootfs's filesystem while unpacking {path}") from None
+            raise BdevError(_("no space left on the rootfs's filesystem while unpacking {path}").format(
+                path=path)) from None
         where = exc.filename or rootfs
-        raise BdevError(f"cannot unpack {path}: {where}: {exc.strerror or exc}") from None
+        raise BdevError(_("cannot unpack {path}: {where}: {error}").format(
+            path=path, where=where, error=exc.strerror or exc)) from None
     except _READ_ERRORS as exc:
         raise _corrupt(path, exc) from None
     finally:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from bdev.errors import InvalidInput, NotSupported
 from bdev.store.config import LxcConfig, expand_hwaddr
 from bdev.store.legacy import upgrade_keys
+from .._i18n import _
 
 IFNAMSIZ = 16
 """The kernel's interface name buffer: names have at most 15 bytes."""
@@ -96,11 +97,13 @@ def check_ifname(name: str, key: str) -> str:
     """
     size = len(name.encode("utf-8", "surrogateescape"))
     if not name:
-        raise InvalidInput(f"{key} is empty")
+        raise InvalidInput(_("{key} is empty").format(key=key))
     if size >= IFNAMSIZ:
-        raise InvalidInput(f"{key} = {name} is {size} bytes long, more than the kernel's limit of {IFNAMSIZ - 1}")
+        raise InvalidInput(_("{key} = {name} is {size} bytes long, more than the kernel's limit of {value}").format(
+            key=key, name=name, size=size, value=IFNAMSIZ - 1))
     if name in (".", "..") or any(c in name for c in "/:") or any(c.isspace() for c in name):
-        raise InvalidInput(f"{key} = {name!r} is not a valid interface name (no '/', ':', blanks, '.' or '..')")
+        raise InvalidInput(_("{key} = {name!r} is not a valid interface name (no '/', ':', blanks, '.' or '..')").format(
+            key=key, name=name))
     return name
 
 
@@ -118,14 +121,16 @@ def read_nics(config: LxcConfig) -> list[Nic]:
     for key, value in upgrade_keys(config):
         if key == "lxc.net":
             if value.strip():
-                raise InvalidInput(f"lxc.net = {value} is not valid (only an empty value, which clears the interfaces)")
+                raise InvalidInput(_("lxc.net = {value} is not valid (only an empty value, which clears the "
+                                     "interfaces)").format(
+                    value=value))
             raw.clear()
             continue
         match = _NET_KEY.match(key)
         if match:
             raw.setdefault(int(match[1]), []).append((match[2], value.strip()))
         elif key.startswith("lxc.net."):
-            raise InvalidInput(f"{key} is not a network key (expected lxc.net.<index>.<key>)")
+            raise InvalidInput(_("{key} is not a network key (expected lxc.net.<index>.<key>)").format(key=key))
     nics = [_read_nic(index, raw[index]) for index in sorted(raw)]
     _check_together(nics)
     _default_names(nics)
@@ -140,20 +145,24 @@ def _read_nic(index: int, entries: list[tuple[str, str]]) -> Nic:
         elif sub in KNOWN_KEYS:
             _set(nic, sub, value)
         else:
-            raise InvalidInput(f"{nic.key(sub)} is not a network key LXC knows")
+            raise InvalidInput(_("{key} is not a network key LXC knows").format(key=nic.key(sub)))
     if not nic.type:
-        raise InvalidInput(f"{nic.key('type')} is missing (one of {', '.join(TYPES)})")
+        raise InvalidInput(_("{key} is missing (one of {types})").format(key=nic.key('type'), types=', '.join(TYPES)))
     if nic.type in REFUSED_TYPES:
         raise NotSupported(
-            f"{nic.key('type')} = {nic.type} is not supported by bdev's runtime (it sets up {', '.join(TYPES)})"
+            _("{key} = {type} is not supported by bdev's runtime (it sets up {types})").format(
+                key=nic.key('type'), type=nic.type, types=', '.join(TYPES))
         )
     if nic.type == "phys" and not nic.link:
-        raise InvalidInput(f"{nic.key('link')} must name the host device a phys interface moves into the container")
+        raise InvalidInput(_("{key} must name the host device a phys interface moves into the container").format(
+            key=nic.key('link')))
     for family, gateway in (("ipv4", nic.ipv4_gateway), ("ipv6", nic.ipv6_gateway)):
         if gateway is not None and not nic.up:
-            raise InvalidInput(f"{nic.key(family + '.gateway')} needs {nic.key('flags')} = up (a gateway needs a running interface)")
+            raise InvalidInput(_("{key} needs {key2} = up (a gateway needs a running interface)").format(
+                key=nic.key(family + '.gateway'), key2=nic.key('flags')))
         if gateway == "auto" and (nic.type != "veth" or not nic.link):
-            raise InvalidInput(f"{nic.key(family + '.gateway')} = auto needs a veth interface with a bridge in {nic.key('link')}")
+            raise InvalidInput(_("{key} = auto needs a veth interface with a bridge in {key2}").format(
+                key=nic.key(family + '.gateway'), key2=nic.key('link')))
     return nic
 
 
@@ -161,11 +170,12 @@ def _set(nic: Nic, sub: str, value: str) -> None:
     key = nic.key(sub)
     if sub == "type":
         if value not in TYPES + REFUSED_TYPES:
-            raise InvalidInput(f"{key} = {value} is not an interface type (one of {', '.join(TYPES)})")
+            raise InvalidInput(_("{key} = {value} is not an interface type (one of {types})").format(
+                key=key, value=value, types=', '.join(TYPES)))
         nic.type = value
     elif sub == "flags":
         if value not in ("", "up"):
-            raise InvalidInput(f"{key} = {value} is not valid (the only flag is 'up')")
+            raise InvalidInput(_("{key} = {value} is not valid (the only flag is 'up')").format(key=key, value=value))
         nic.up = value == "up"
     elif sub == "link":
         nic.link = check_ifname(value, key) if value else None
@@ -189,18 +199,21 @@ def _set(nic: Nic, sub: str, value: str) -> None:
 
 def _hwaddr(value: str, key: str) -> str:
     if not _MAC_PATTERN.match(value):
-        raise InvalidInput(f"{key} = {value} is not a MAC address (six hex octets such as 00:16:3e:xx:xx:xx)")
+        raise InvalidInput(_("{key} = {value} is not a MAC address (six hex octets such as 00:16:3e:xx:xx:xx)").format(
+            key=key, value=value))
     mac = expand_hwaddr(value).lower()
     if int(mac[:2], 16) & 1:
-        raise InvalidInput(f"{key} = {value} is a multicast address (the first octet must be even)")
+        raise InvalidInput(_("{key} = {value} is a multicast address (the first octet must be even)").format(
+            key=key, value=value))
     if mac == "00:00:00:00:00:00":
-        raise InvalidInput(f"{key} = {value} is the all-zero address")
+        raise InvalidInput(_("{key} = {value} is the all-zero address").format(key=key, value=value))
     return mac
 
 
 def _mtu(value: str, key: str) -> int:
     if not value.isdigit() or not MTU_MIN <= int(value) <= MTU_MAX:
-        raise InvalidInput(f"{key} = {value} is not an MTU (a number from {MTU_MIN} to {MTU_MAX})")
+        raise InvalidInput(_("{key} = {value} is not an MTU (a number from {mtu_min} to {mtu_max})").format(
+            key=key, value=value, mtu_min=MTU_MIN, mtu_max=MTU_MAX))
     return int(value)
 
 
@@ -208,7 +221,8 @@ def _ipv4_address(value: str, key: str) -> Address:
     """``a.b.c.d[/prefix] [broadcast]``: without a prefix the class's (as LXC)."""
     parts = value.split()
     if len(parts) > 2:
-        raise InvalidInput(f"{key} = {value} is not an IPv4 address (expected ADDRESS/PREFIX [BROADCAST])")
+        raise InvalidInput(_("{key} = {value} is not an IPv4 address (expected ADDRESS/PREFIX [BROADCAST])").format(
+            key=key, value=value))
     text = parts[0]
     try:
         if "/" not in text:
@@ -216,7 +230,8 @@ def _ipv4_address(value: str, key: str) -> Address:
         interface = ipaddress.IPv4Interface(text)
         broadcast = ipaddress.IPv4Address(parts[1]) if len(parts) > 1 else None
     except ValueError as exc:
-        raise InvalidInput(f"{key} = {value} is not an IPv4 address ({exc})") from None
+        raise InvalidInput(_("{key} = {value} is not an IPv4 address ({error})").format(
+            key=key, value=value, error=exc)) from None
     if broadcast is None and interface.network.prefixlen < 31:
         broadcast = interface.network.broadcast_address
     return Address(interface, broadcast)
@@ -233,7 +248,8 @@ def _ipv6_address(value: str, key: str) -> Address:
     try:
         return Address(ipaddress.IPv6Interface(text))
     except ValueError as exc:
-        raise InvalidInput(f"{key} = {value} is not an IPv6 address ({exc})") from None
+        raise InvalidInput(_("{key} = {value} is not an IPv6 address ({error})").format(
+            key=key, value=value, error=exc)) from None
 
 
 def _gateway(value: str, key: str, kind: type) -> Gateway:
@@ -245,24 +261,28 @@ def _gateway(value: str, key: str, kind: type) -> Gateway:
         return kind(value)
     except ValueError:
         family = "IPv4" if kind is ipaddress.IPv4Address else "IPv6"
-        raise InvalidInput(f"{key} = {value} is not an {family} address, 'auto' or 'dev'") from None
+        raise InvalidInput(_("{key} = {value} is not an {family} address, 'auto' or 'dev'").format(
+            key=key, value=value, family=family)) from None
 
 
 def _check_together(nics: list[Nic]) -> None:
     types = {nic.type for nic in nics}
     if "none" in types and len(nics) > 1:
-        raise InvalidInput("lxc.net type 'none' (share the host's network) cannot be combined with other interfaces")
+        raise InvalidInput(_("lxc.net type 'none' (share the host's network) cannot be combined with other "
+                             "interfaces"))
     pairs: dict[str, Nic] = {}
     links: dict[str, Nic] = {}
     for nic in nics:
         if nic.veth_pair:
             other = pairs.setdefault(nic.veth_pair, nic)
             if other is not nic:
-                raise InvalidInput(f"{nic.key('veth.pair')} and {other.key('veth.pair')} both name {nic.veth_pair}")
+                raise InvalidInput(_("{key} and {key2} both name {veth_pair}").format(
+                    key=nic.key('veth.pair'), key2=other.key('veth.pair'), veth_pair=nic.veth_pair))
         if nic.type == "phys" and nic.link:
             other = links.setdefault(nic.link, nic)
             if other is not nic:
-                raise InvalidInput(f"{nic.key('link')} and {other.key('link')} both move {nic.link} into the container")
+                raise InvalidInput(_("{key} and {key2} both move {link} into the container").format(
+                    key=nic.key('link'), key2=other.key('link'), link=nic.link))
 
 
 def _default_names(nics: list[Nic]) -> None:
@@ -271,11 +291,12 @@ def _default_names(nics: list[Nic]) -> None:
     seen: dict[str, Nic] = {}
     for nic in inside:
         if nic.name == "lo":
-            raise InvalidInput(f"{nic.key('name')} = lo is the container's loopback interface")
+            raise InvalidInput(_("{key} = lo is the container's loopback interface").format(key=nic.key('name')))
         if nic.name:
             other = seen.setdefault(nic.name, nic)
             if other is not nic:
-                raise InvalidInput(f"{nic.key('name')} and {other.key('name')} both name the interface {nic.name}")
+                raise InvalidInput(_("{key} and {key2} both name the interface {name}").format(
+                    key=nic.key('name'), key2=other.key('name'), name=nic.name))
     counter = 0
     for nic in inside:
         if nic.name:

@@ -20,17 +20,20 @@ import os
 import secrets
 import socket
 import string
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import prctl  # Debian python3-prctl
-from pyroute2 import IPRoute
 
 from bdev.errors import AlreadyExists, BdevError, NotFound, NotSupported
 from bdev.store.config import LxcConfig
 from bdev.store.layout import ContainerRef
 
+from .._i18n import _
 from . import netlink
 from .nics import Address, Nic, read_nics
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 VETH_PREFIX = "veth"
 """Generated host-side names are ``veth`` and six random letters or digits (as LXC's)."""
@@ -58,8 +61,9 @@ def network_plan(ref: ContainerRef, config: LxcConfig) -> "NetworkPlan":
     try:
         nics = read_nics(config)
         _check_host_privilege(nics)
-        with netlink.socket_in() as ipr:
-            nics = [_resolve(ipr, nic) for nic in nics]
+        if any(_needs_host(nic) for nic in nics):  # no netlink socket (nor pyroute2) for empty networks
+            with netlink.socket_in() as ipr:
+                nics = [_resolve(ipr, nic) for nic in nics]
     except BdevError as exc:
         raise exc.about(container=ref.label)
     return NetworkPlan(ref, nics)
@@ -70,9 +74,14 @@ def _check_host_privilege(nics: list[Nic]) -> None:
     needy = [nic for nic in nics if nic.type in ("veth", "phys")]
     if needy and not prctl.cap_effective.net_admin:
         raise NotSupported(
-            f"{needy[0].key('type')} = {needy[0].type} needs root on the host (bdev has no lxc-user-nic); "
-            "use lxc.net.0.type = empty"
+            _("{key} = {type} needs root on the host (bdev has no lxc-user-nic); use lxc.net.0.type = empty").format(
+                key=needy[0].key('type'), type=needy[0].type)
         )
+
+
+def _needs_host(nic: Nic) -> bool:
+    """Whether :func:`_resolve` asks the host about ``nic`` (a phys device, a veth's bridge)."""
+    return nic.type == "phys" or (nic.type == "veth" and bool(nic.link))
 
 
 def _resolve(ipr: IPRoute, nic: Nic) -> Nic:
@@ -80,9 +89,10 @@ def _resolve(ipr: IPRoute, nic: Nic) -> Nic:
     where the config gives none, its address for a gateway ``auto``; a phys device exists."""
     if nic.type == "phys":
         if netlink.link(ipr, nic.link) is None:  # type: ignore[arg-type]
-            raise NotFound(f"host device {nic.link} named by {nic.key('link')} does not exist")
+            raise NotFound(_("host device {link} named by {key} does not exist").format(
+                link=nic.link, key=nic.key('link')))
         return nic
-    if nic.type != "veth" or not nic.link:
+    if not _needs_host(nic):
         return nic
     bridge = bridge_link(ipr, nic)
     changes: dict[str, Any] = {}
@@ -96,7 +106,8 @@ def _resolve(ipr: IPRoute, nic: Nic) -> Nic:
             found = [a for a in netlink.addresses(ipr, nic.link, kind) if not a.startswith("fe80:")]
             if not found:
                 raise NotFound(
-                    f"{nic.key(family + '.gateway')} = auto, but bridge {nic.link} has no {family} address"
+                    _("{key} = auto, but bridge {link} has no {family} address").format(
+                        key=nic.key(family + '.gateway'), link=nic.link, family=family)
                 )
             changes[attr] = ipaddress.ip_address(found[0])
     return dataclasses.replace(nic, **changes)
@@ -109,9 +120,11 @@ def bridge_link(ipr: IPRoute, nic: Nic) -> Any:
     """
     message = netlink.link(ipr, nic.link)  # type: ignore[arg-type]
     if message is None:
-        raise NotFound(f"bridge {nic.link} named by {nic.key('link')} does not exist on this host")
+        raise NotFound(_("bridge {link} named by {key} does not exist on this host").format(
+            link=nic.link, key=nic.key('link')))
     if netlink.kind(message) != "bridge":
-        raise NotFound(f"{nic.link} named by {nic.key('link')} is not a bridge (it is a {netlink.kind(message) or 'device'})")
+        raise NotFound(_("{link} named by {key} is not a bridge (it is a {kind})").format(
+            link=nic.link, key=nic.key('link'), kind=netlink.kind(message) or 'device'))
     return message
 
 
@@ -210,22 +223,25 @@ class NetworkPlan:
         try:
             theirs = os.stat(f"/proc/{pid}/ns/net").st_ino
         except OSError as exc:
-            raise BdevError(f"cannot reach the network namespace of process {pid}: {exc.strerror}") from exc
+            raise BdevError(_("cannot reach the network namespace of process {pid}: {cause}").format(
+                pid=pid, cause=exc.strerror)) from exc
         if theirs == os.stat("/proc/self/ns/net").st_ino:
-            raise BdevError(f"process {pid} is not in a network namespace of its own")
+            raise BdevError(_("process {pid} is not in a network namespace of its own").format(pid=pid))
 
     def _add_veth(self, ipr: IPRoute, nic: Nic, pid: int) -> str:
         bridge = bridge_link(ipr, nic) if nic.link else None
         host = self._create_veth(ipr, nic, pid)
         index = netlink.link(ipr, host)["index"]
         try:
-            netlink.call(f"tag {host}", ipr.link, "set", index=index, ifalias=self._alias(nic, "veth", self.ref.name))
+            netlink.call(_("tag {host}").format(host=host),
+                         ipr.link, "set", index=index, ifalias=self._alias(nic, "veth", self.ref.name))
             if bridge is not None:
-                netlink.call(f"attach {host} to bridge {nic.link}", ipr.link, "set", index=index, master=bridge["index"])
-            netlink.call(f"bring {host} up", ipr.link, "set", index=index, state="up")
+                netlink.call(_("attach {host} to bridge {link}").format(host=host, link=nic.link),
+                             ipr.link, "set", index=index, master=bridge["index"])
+            netlink.call(_("bring {host} up").format(host=host), ipr.link, "set", index=index, state="up")
         except BaseException:
             try:
-                netlink.call(f"delete {host}", ipr.link, "del", index=index)
+                netlink.call(_("delete {host}").format(host=host), ipr.link, "del", index=index)
             except BdevError:
                 pass  # tagged or not, it dies with the container's namespace
             raise
@@ -237,11 +253,11 @@ class NetworkPlan:
         settings: dict[str, Any] = {"address": host_side_mac()}
         if nic.mtu:
             settings["mtu"] = nic.mtu
-        for _ in range(NAME_ATTEMPTS):
+        for _attempt in range(NAME_ATTEMPTS):
             host = nic.veth_pair or generated_host_name()
             try:
                 netlink.call(
-                    f"create the veth pair {host} for {nic.key('type')}", ipr.link, "add",
+                    _("create the veth pair {host} for {key}").format(host=host, key=nic.key('type')), ipr.link, "add",
                     ifname=host, kind="veth", peer={"ifname": nic.name, "net_ns_pid": pid}, **settings,
                 )
                 return host
@@ -250,29 +266,37 @@ class NetworkPlan:
                     raise
                 if netlink.link(ipr, host) is None:
                     raise BdevError(
-                        f"interface {nic.name} ({nic.key('name')}) already exists in the container's network namespace"
+                        _("interface {name} ({key}) already exists in the container's network namespace").format(
+                            name=nic.name, key=nic.key('name'))
                     ) from exc
                 if nic.veth_pair:
                     raise AlreadyExists(
-                        f"host interface {host} named by {nic.key('veth.pair')} already exists"
+                        _("host interface {host} named by {key} already exists").format(
+                            host=host, key=nic.key('veth.pair'))
                     ) from exc
-        raise BdevError(f"found no free host-side name for {nic.key('type')} after {NAME_ATTEMPTS} tries")
+        raise BdevError(_("found no free host-side name for {key} after {name_attempts} tries").format(
+            key=nic.key('type'), name_attempts=NAME_ATTEMPTS))
 
     def _move_phys_in(self, ipr: IPRoute, nic: Nic, pid: int) -> None:
         device = netlink.link(ipr, nic.link)  # type: ignore[arg-type]
         if device is None:
-            raise NotFound(f"host device {nic.link} named by {nic.key('link')} does not exist")
+            raise NotFound(_("host device {link} named by {key} does not exist").format(
+                link=nic.link, key=nic.key('link')))
         alias = device.get("IFLA_IFALIAS") or ""
         if alias.startswith(self.tag):
             raise AlreadyExists(
-                f"host device {nic.link} named by {nic.key('link')} is still marked as this container's "
-                "by an earlier start that was not cleaned up (stopping the container gives it back)"
+                _("host device {link} named by {key} is still marked as this container's by an earlier start that "
+                  "was not cleaned up (stopping the container gives it back)").format(
+                    link=nic.link, key=nic.key('link'))
             )
         if alias.startswith("bdev:"):
-            raise AlreadyExists(f"host device {nic.link} named by {nic.key('link')} is in use by another container")
+            raise AlreadyExists(_("host device {link} named by {key} is in use by another container").format(
+                link=nic.link, key=nic.key('link')))
         index = device["index"]
-        netlink.call(f"tag {nic.link}", ipr.link, "set", index=index, ifalias=self._alias(nic, "phys", nic.link))
-        netlink.call(f"move {nic.link} into the container", ipr.link, "set", index=index, net_ns_pid=pid)
+        netlink.call(_("tag {link}").format(link=nic.link),
+                     ipr.link, "set", index=index, ifalias=self._alias(nic, "phys", nic.link))
+        netlink.call(_("move {link} into the container").format(link=nic.link),
+                     ipr.link, "set", index=index, net_ns_pid=pid)
 
     def _alias(self, nic: Nic, role: str, detail: str) -> str:
         """``bdev:<digest>:<N>:<role>:<detail>``, cut to :data:`ALIAS_MAX` bytes (only a long
@@ -294,7 +318,7 @@ class NetworkPlan:
         try:
             with netlink.socket_in() as ipr:
                 loopback = netlink.link(ipr, "lo")
-                netlink.call("bring the loopback interface up", ipr.link, "set", index=loopback["index"], state="up")
+                netlink.call(_("bring the loopback interface up"), ipr.link, "set", index=loopback["index"], state="up")
                 for nic in self.nics:
                     if nic.type in ("veth", "phys"):
                         _configure_inside(ipr, nic)
@@ -324,7 +348,7 @@ class NetworkPlan:
                     if role == "phys":
                         _restore_phys_name(ipr, message, problems)
                     else:
-                        netlink.call(f"delete {name}", ipr.link, "del", index=message["index"])
+                        netlink.call(_("delete {name}").format(name=name), ipr.link, "del", index=message["index"])
                 except BdevError as exc:
                     if netlink.errno_of(exc) != errno.ENODEV:
                         problems.append(str(exc))
@@ -343,11 +367,13 @@ class NetworkPlan:
                         continue
                     name, original = message.get("IFLA_IFNAME"), _original_name(message)
                     try:
-                        netlink.call(f"bring {name} down", inside.link, "set", index=message["index"], state="down")
+                        netlink.call(_("bring {name} down").format(name=name),
+                                     inside.link, "set", index=message["index"], state="down")
                         if name != original:
-                            netlink.call(f"rename {name} back to {original}", inside.link, "set",
+                            netlink.call(_("rename {name} back to {original}").format(name=name, original=original),
+                                         inside.link, "set",
                                          index=message["index"], ifname=original)
-                        netlink.call(f"return {original} to the host", inside.link, "set",
+                        netlink.call(_("return {original} to the host").format(original=original), inside.link, "set",
                                      index=message["index"], net_ns_fd=host_netns)
                     except BdevError as exc:
                         problems.append(str(exc))
@@ -370,34 +396,39 @@ def _restore_phys_name(ipr: IPRoute, message: Any, problems: list[str]) -> None:
     name, original, index = message.get("IFLA_IFNAME"), _original_name(message), message["index"]
     if name != original:
         if netlink.link(ipr, original) is not None:
-            problems.append(f"host device {original} came back as {name}: the name {original} is taken")
+            problems.append(_("host device {original} came back as {name}: the name {original} is taken").format(
+                original=original, name=name))
             return
-        netlink.call(f"bring {name} down", ipr.link, "set", index=index, state="down")
-        netlink.call(f"rename {name} back to {original}", ipr.link, "set", index=index, ifname=original)
-    netlink.call(f"untag {original}", ipr.link, "set", index=index, ifalias="")
+        netlink.call(_("bring {name} down").format(name=name), ipr.link, "set", index=index, state="down")
+        netlink.call(_("rename {name} back to {original}").format(name=name, original=original),
+                     ipr.link, "set", index=index, ifname=original)
+    netlink.call(_("untag {original}").format(original=original), ipr.link, "set", index=index, ifalias="")
 
 
 def _configure_inside(ipr: IPRoute, nic: Nic) -> None:
     arrived = nic.link if nic.type == "phys" else nic.name
     message = netlink.link(ipr, arrived)  # type: ignore[arg-type]
     if message is None:
-        raise BdevError(f"interface {arrived} for {nic.key('type')} is not in the container's network namespace")
+        raise BdevError(_("interface {arrived} for {key} is not in the container's network namespace").format(
+            arrived=arrived, key=nic.key('type')))
     index = message["index"]
     settings: dict[str, Any] = {}
     if arrived != nic.name:
         if netlink.link(ipr, nic.name) is not None:
-            raise AlreadyExists(f"interface {nic.name} ({nic.key('name')}) already exists in the container")
+            raise AlreadyExists(_("interface {name} ({key}) already exists in the container").format(
+                name=nic.name, key=nic.key('name')))
         settings["ifname"] = nic.name
     if nic.hwaddr:
         settings["address"] = nic.hwaddr
     if nic.mtu:
         settings["mtu"] = nic.mtu
     if settings:
-        netlink.call(f"configure {nic.name} ({nic.key('type')})", ipr.link, "set", index=index, **settings)
+        netlink.call(_("configure {name} ({key})").format(name=nic.name, key=nic.key('type')),
+                     ipr.link, "set", index=index, **settings)
     for address in nic.ipv4 + nic.ipv6:
         _add_address(ipr, nic, index, address)
     if nic.up:
-        netlink.call(f"bring {nic.name} up", ipr.link, "set", index=index, state="up")
+        netlink.call(_("bring {name} up").format(name=nic.name), ipr.link, "set", index=index, state="up")
     for gateway, family in ((nic.ipv4_gateway, "ipv4"), (nic.ipv6_gateway, "ipv6")):
         if gateway is not None:
             _add_default_route(ipr, nic, index, gateway, family)
@@ -408,7 +439,8 @@ def _add_address(ipr: IPRoute, nic: Nic, index: int, address: Address) -> None:
     family = "ipv4" if interface.version == 4 else "ipv6"
     extra = {"broadcast": str(address.broadcast)} if address.broadcast else {}
     netlink.call(
-        f"add {interface} to {nic.name} ({nic.key(family + '.address')})", ipr.addr, "add",
+        _("add {interface} to {name} ({key})").format(
+            interface=interface, name=nic.name, key=nic.key(family + '.address')), ipr.addr, "add",
         index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen, **extra,
     )
 
@@ -421,12 +453,13 @@ def _add_default_route(ipr: IPRoute, nic: Nic, index: int, gateway: Any, family:
     family_number = socket.AF_INET if family == "ipv4" else socket.AF_INET6
     default = "0.0.0.0/0" if family == "ipv4" else "::/0"
     if gateway == "dev":
-        netlink.call(f"add the default route on {nic.name} {what}", ipr.route, "add",
+        netlink.call(_("add the default route on {name} {what}").format(name=nic.name, what=what), ipr.route, "add",
                      family=family_number, dst=default, oif=index, scope=RT_SCOPE_LINK)
         return
     subnets = [a.interface.network for a in nic.ipv4 + nic.ipv6 if a.interface.version == gateway.version]
     if not gateway.is_link_local and not any(gateway in subnet for subnet in subnets):
-        netlink.call(f"add a route to the gateway {gateway} on {nic.name} {what}", ipr.route, "add",
+        netlink.call(_("add a route to the gateway {gateway} on {name} {what}").format(
+            gateway=gateway, name=nic.name, what=what), ipr.route, "add",
                      family=family_number, dst=f"{gateway}/{gateway.max_prefixlen}", oif=index, scope=RT_SCOPE_LINK)
-    netlink.call(f"add the default route via {gateway} {what}", ipr.route, "add",
+    netlink.call(_("add the default route via {gateway} {what}").format(gateway=gateway, what=what), ipr.route, "add",
                  family=family_number, dst=default, gateway=str(gateway), oif=index)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bdev.errors import InvalidInput
+from .._i18n import _
 
 DROP_KEY = "lxc.cap.drop"
 KEEP_KEY = "lxc.cap.keep"
@@ -66,11 +67,12 @@ class CapabilityPlan:
     def report(self) -> str:
         """One line: what the container's bounding set will be."""
         if self.mode == "all":
-            return "capabilities: all kept (no lxc.cap.drop or lxc.cap.keep)"
+            return _("capabilities: all kept (no lxc.cap.drop or lxc.cap.keep)")
         if self.mode == "keep":
             kept = f"only {' '.join(self.listed)}" if self.listed else "none"
-            return f"capabilities: keeping {kept} ({KEEP_KEY}); {len(self.dropped)} dropped"
-        return f"capabilities: dropping {' '.join(self.listed)} ({DROP_KEY})"
+            return _("capabilities: keeping {kept} ({keep_key}); {count} dropped").format(
+                kept=kept, keep_key=KEEP_KEY, count=len(self.dropped))
+        return _("capabilities: dropping {listed} ({drop_key})").format(listed=' '.join(self.listed), drop_key=DROP_KEY)
 
     def apply(self) -> None:
         """Drop ``dropped`` from this process's bounding and inheritable sets (and so from
@@ -112,7 +114,8 @@ def capability_plan(values_by_key: list[tuple[str, str]], *, config_file: str | 
             lists[key].append(token)
     drop, keep = lists[DROP_KEY], lists[KEEP_KEY]
     if drop and keep:
-        raise InvalidInput(f"{DROP_KEY} and {KEEP_KEY} are both set{where}; LXC refuses that: use one of them")
+        raise InvalidInput(_("{drop_key} and {keep_key} are both set{where}; LXC refuses that: use one of them").format(
+            drop_key=DROP_KEY, keep_key=KEEP_KEY, where=where))
     key, tokens = (KEEP_KEY, keep) if keep else (DROP_KEY, drop)
     numbers = {}
     for token in tokens:
@@ -122,8 +125,9 @@ def capability_plan(values_by_key: list[tuple[str, str]], *, config_file: str | 
     if keep:
         if last > max(known.values()):
             raise InvalidInput(
-                f"{KEEP_KEY}{where} would have to drop capability {last}, which this kernel has "
-                f"but python-prctl does not know"
+                _("{keep_key}{where} would have to drop capability {last}, which this kernel has but python-prctl "
+                  "does not know").format(
+                    keep_key=KEEP_KEY, where=where, last=last)
             )
         kept = set(numbers.values())
         dropped = tuple(n for n in range(last + 1) if n not in kept)
@@ -144,11 +148,14 @@ def _parse_capability(token: str, key: str, known: dict[str, int], last: int, wh
         if bare in known:
             hint = f" (LXC writes it {bare})"
         raise InvalidInput(
-            f"{key}{where}: unknown capability {token!r}{hint}; names are capabilities(7) names "
-            f"in lower case without CAP_, e.g. sys_module mac_admin"
+            _("{key}{where}: unknown capability {token!r}{hint}; names are capabilities(7) names in lower case "
+              "without CAP_, e.g. sys_module mac_admin").format(
+                key=key, where=where, token=token, hint=hint)
         )
     if number > last:
-        raise InvalidInput(f"{key}{where}: capability {number} is above this kernel's last capability ({last})")
+        raise InvalidInput(_("{key}{where}: capability {number} is above this kernel's last capability ({last})").format(
+            key=key, where=where, number=number, last=last))
     if number > max(known.values()):
-        raise InvalidInput(f"{key}{where}: capability {token!r} is unknown to python-prctl, which drops them")
+        raise InvalidInput(_("{key}{where}: capability {token!r} is unknown to python-prctl, which drops them").format(
+            key=key, where=where, token=token))
     return number

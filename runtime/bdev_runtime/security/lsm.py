@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bdev.errors import InvalidInput
 
+from .._i18n import _
 from .entries import last_entry
 
 APPARMOR_KEYS = ("lxc.apparmor.profile", "lxc.aa_profile")
@@ -122,49 +123,59 @@ def _apparmor(config, host: HostLsms) -> LabelPlan:
     key, profile = last_entry(config, APPARMOR_KEYS)
     if host.apparmor is not None:
         if profile in (None, "", "unconfined", "unchanged"):
-            what = f"{profile} ({key})" if profile else "nothing configured"
-            return LabelPlan("apparmor", (), f"apparmor: unavailable on this host ({host.apparmor}); {what}")
+            what = f"{profile} ({key})" if profile else _("nothing configured")
+            return LabelPlan("apparmor", (), _("apparmor: unavailable on this host ({apparmor}); {what}").format(
+                apparmor=host.apparmor, what=what))
         return LabelPlan(
             "apparmor",
             (),
-            f"apparmor: profile {profile!r} ({key}) not applied: unavailable on this host ({host.apparmor})",
+            _("apparmor: profile {profile!r} ({key}) not applied: unavailable on this host ({apparmor})").format(
+                profile=profile, key=key, apparmor=host.apparmor),
         )
     if profile == "unchanged":
-        return LabelPlan("apparmor", (), f"apparmor: unchanged ({key}): the container keeps the caller's profile")
+        return LabelPlan("apparmor", (), _("apparmor: unchanged ({key}): the container keeps the caller's profile").format(
+            key=key))
     if profile == "generated":
         raise InvalidInput(
-            f"{key} = generated{_where(config)} asks for a generated AppArmor profile, which bdev does not write; "
-            f"name a loaded profile or unconfined"
+            _("{key} = generated{where} asks for a generated AppArmor profile, which bdev does not write; name a "
+              "loaded profile or unconfined").format(
+                key=key, where=_where(config))
         )
     loaded = host.apparmor_profiles
     if not profile:
         if loaded is None or APPARMOR_DEFAULT not in loaded:
-            why = "is not loaded" if loaded is not None else f"may not be loaded (/{APPARMOR_PROFILES} is unreadable)"
+            why = _("is not loaded") if loaded is not None else _("may not be loaded (/{path} is unreadable)").format(
+                path=APPARMOR_PROFILES)
             return LabelPlan(
                 "apparmor",
                 (),
-                f"apparmor: no profile configured and LXC's default {APPARMOR_DEFAULT} {why}: "
-                "the container runs under the caller's profile",
+                _("apparmor: no profile configured and LXC's default {apparmor_default} {why}: the container runs "
+                  "under the caller's profile").format(
+                    apparmor_default=APPARMOR_DEFAULT, why=why),
             )
         profile, key = APPARMOR_DEFAULT, "LXC's default"
     elif profile != "unconfined" and loaded is not None and profile not in loaded:
         raise InvalidInput(
-            f"{key}{_where(config)}: AppArmor profile {profile!r} is not loaded on this host (see aa-status)"
+            _("{key}{where}: AppArmor profile {profile!r} is not loaded on this host (see aa-status)").format(
+                key=key, where=_where(config), profile=profile)
         )
-    return LabelPlan("apparmor", (("exec", f"exec {profile}"),), f"apparmor: profile {profile!r} ({key})")
+    return LabelPlan("apparmor", (("exec", f"exec {profile}"),), _("apparmor: profile {profile!r} ({key})").format(
+        profile=profile, key=key))
 
 
 def _selinux(config, host: HostLsms) -> LabelPlan:
     key, context = last_entry(config, SELINUX_KEYS)
     keyring = config.get(SELINUX_KEYRING_KEY) or None
-    wanted = [f"context {context!r} ({key})"] if context and context != "unconfined_t" else []
+    wanted = [_("context {context!r} ({key})").format(context=context, key=key)] if context and context != "unconfined_t" else []
     if keyring:
-        wanted.append(f"keyring context {keyring!r} ({SELINUX_KEYRING_KEY})")
+        wanted.append(_("keyring context {keyring!r} ({key})").format(keyring=keyring, key=SELINUX_KEYRING_KEY))
     if host.selinux is not None:
         if not wanted:
-            what = f"{context} ({key})" if context else "nothing configured"
-            return LabelPlan("selinux", (), f"selinux: unavailable on this host ({host.selinux}); {what}")
-        note = f"selinux: {' and '.join(wanted)} not applied: unavailable on this host ({host.selinux})"
+            what = f"{context} ({key})" if context else _("nothing configured")
+            return LabelPlan("selinux", (), _("selinux: unavailable on this host ({selinux}); {what}").format(
+                selinux=host.selinux, what=what))
+        note = _("selinux: {wanted} not applied: unavailable on this host ({selinux})").format(
+            wanted=' and '.join(wanted), selinux=host.selinux)
         return LabelPlan("selinux", (), note)
     writes = []
     keyring_source = SELINUX_KEYRING_KEY if keyring else key  # LXC: the keyring defaults to the context
@@ -172,8 +183,9 @@ def _selinux(config, host: HostLsms) -> LabelPlan:
         if not text or text == "unconfined_t":
             continue
         if len(text.split(":")) < 3:
-            raise InvalidInput(f"{source}{_where(config)}: {text!r} is not an SELinux context (user:role:type[:level])")
+            raise InvalidInput(_("{source}{where}: {text!r} is not an SELinux context (user:role:type[:level])").format(
+                source=source, where=_where(config), text=text))
         writes.append((name, text))
     if not writes:
-        return LabelPlan("selinux", (), "selinux: unchanged (no context configured)")
-    return LabelPlan("selinux", tuple(writes), f"selinux: {' and '.join(wanted)}")
+        return LabelPlan("selinux", (), _("selinux: unchanged (no context configured)"))
+    return LabelPlan("selinux", tuple(writes), _("selinux: {wanted}").format(wanted=' and '.join(wanted)))

@@ -19,6 +19,7 @@ from bdev.requirements import PythonModule
 from bdev.store.config import LxcConfig
 from bdev.store.layout import ContainerRef
 
+from .._i18n import _
 from .capabilities import CapabilityPlan, capability_plan
 from .entries import last_entry
 from .lsm import HostLsms, LabelPlan, label_plans, probe_host
@@ -80,12 +81,13 @@ class SecurityPlan:
             the step.
         """
         for label in self.labels:
-            self._step(f"cannot set the {label.lsm} label", label.apply, self.proc)
-        self._step("cannot drop capabilities", self.capabilities.apply)
+            self._step(_("cannot set the {lsm} label").format(lsm=label.lsm), label.apply, self.proc)
+        self._step(_("cannot drop capabilities"), self.capabilities.apply)
         if self.no_new_privs:
-            self._step("cannot set no_new_privs", _set_no_new_privs)
+            self._step(_("cannot set no_new_privs"), _set_no_new_privs)
         if self.seccomp:
-            self._step(f"cannot load the seccomp filter from {self.seccomp.profile.source}", self.seccomp.built.load)
+            self._step(_("cannot load the seccomp filter from {source}").format(source=self.seccomp.profile.source),
+                       self.seccomp.built.load)
 
     def _step(self, what: str, action, *args) -> None:
         try:
@@ -121,7 +123,7 @@ def security_plan(ref: ContainerRef, config: LxcConfig, *, host: HostLsms | None
 
 def _plan(ref: ContainerRef, config: LxcConfig, host: HostLsms) -> SecurityPlan:
     where = f" in {config.source}" if config.source else ""
-    _require(PRCTL, "capabilities and no_new_privs")
+    _require(PRCTL, _("capabilities and no_new_privs"))
     capabilities = capability_plan(config.items(), config_file=config.source)
     no_new_privs = _flag(config, NO_NEW_PRIVS_KEY, where)
     notes: list[str] = []
@@ -132,13 +134,13 @@ def _plan(ref: ContainerRef, config: LxcConfig, host: HostLsms) -> SecurityPlan:
 def _require(module: PythonModule, what: str) -> None:
     problem = module.problem()
     if problem:
-        raise BdevError(f"cannot apply {what}: {problem}")
+        raise BdevError(_("cannot apply {what}: {problem}").format(what=what, problem=problem))
 
 
 def _flag(config: LxcConfig, key: str, where: str) -> bool:
     value = (config.get(key) or "0").strip()
     if value not in ("0", "1"):
-        raise InvalidInput(f"{key}{where} must be 0 or 1, not {value!r}")
+        raise InvalidInput(_("{key}{where} must be 0 or 1, not {value!r}").format(key=key, where=where, value=value))
     return value == "1"
 
 
@@ -146,16 +148,17 @@ def _seccomp_plan(config: LxcConfig, where: str, notes: list[str]) -> SeccompPla
     key, value = last_entry(config, SECCOMP_KEYS)
     value = (value or "").strip()
     if key is not None and not value:
-        notes.append(f"seccomp: no filter ({key} is empty{where})")
+        notes.append(_("seccomp: no filter ({key} is empty{where})").format(key=key, where=where))
         return None
     nesting = _flag(config, SECCOMP_NESTING_KEY, where)
     if _already_filtered() and not nesting:
         notes.append(
-            f"seccomp: not loaded: this process already runs under a seccomp filter "
-            f"(set {SECCOMP_NESTING_KEY} = 1 to stack the container's on top, as LXC does)"
+            _("seccomp: not loaded: this process already runs under a seccomp filter (set {seccomp_nesting_key} = 1 "
+              "to stack the container's on top, as LXC does)").format(
+                seccomp_nesting_key=SECCOMP_NESTING_KEY)
         )
         return None
-    _require(SECCOMP, "seccomp filters")
+    _require(SECCOMP, _("seccomp filters"))
     if key is None:
         profile = default_profile()
     else:
@@ -170,7 +173,8 @@ def _seccomp_plan(config: LxcConfig, where: str, notes: list[str]) -> SeccompPla
 def _profile_refusal(key: str | None, where: str, source: str, exc: ProfileError) -> InvalidInput:
     """The sentence for a profile line that cannot be used: key, config, profile, line."""
     subject = f"{key}{where}: seccomp profile {source}" if key else source
-    return InvalidInput(f"{subject} line {exc.line}: {exc.message}")
+    return InvalidInput(_("{subject} line {line}: {message}").format(
+        subject=subject, line=exc.line, message=exc.message))
 
 
 def _read_profile(key: str, value: str, where: str) -> SeccompProfile:
@@ -178,11 +182,13 @@ def _read_profile(key: str, value: str, where: str) -> SeccompProfile:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InvalidInput(f"{key}{where}: cannot read seccomp profile {path}: {exc.strerror or exc}") from exc
+        raise InvalidInput(_("{key}{where}: cannot read seccomp profile {path}: {error}").format(
+            key=key, where=where, path=path, error=exc.strerror or exc)) from exc
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{key}{where}: seccomp profile {path} is not text (byte {exc.start})") from exc
+        raise InvalidInput(_("{key}{where}: seccomp profile {path} is not text (byte {start})").format(
+            key=key, where=where, path=path, start=exc.start)) from exc
     try:
         return parse_profile(text, str(path))
     except ProfileError as exc:

@@ -19,6 +19,7 @@ import errno
 import os
 from dataclasses import dataclass, field
 
+from .._i18n import _
 from .seccomp_profile import Action, ArgFilter, ProfileError, Rule, SeccompProfile
 
 
@@ -133,7 +134,8 @@ def _add(part, rule: Rule, section: str) -> None:
     except (RuntimeError, ValueError, OSError) as exc:
         reason = _rule_refusal(exc)
         raise ProfileError(
-            rule.line, f"libseccomp refused the rule for {rule.syscall} ({rule.action}) on {section}: {reason}"
+            rule.line, _("libseccomp refused the rule for {syscall} ({action}) on {section}: {reason}").format(
+                syscall=rule.syscall, action=rule.action, section=section, reason=reason)
         ) from exc
 
 
@@ -147,9 +149,9 @@ def _rule_refusal(exc: Exception) -> str:
     """Why libseccomp refused to add a rule, in words."""
     code = _library_errno(exc)
     if code == errno.EEXIST:
-        return "it conflicts with an earlier rule for the same call"
+        return _("it conflicts with an earlier rule for the same call")
     if code == errno.EACCES:
-        return "its action is the profile's default action"
+        return _("its action is the profile's default action")
     return os.strerror(code) if code else str(exc)
 
 

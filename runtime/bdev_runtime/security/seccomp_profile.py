@@ -27,6 +27,8 @@ import errno
 import re
 from dataclasses import dataclass
 
+from .._i18n import _
+
 MAX_ERRNO = 4095
 MAX_ARGS = 6
 MNT_FORCE = 1
@@ -111,7 +113,8 @@ class SeccompProfile:
 
     def describe(self) -> str:
         """A short summary for reports: ``denylist, 6 rules, otherwise allow``."""
-        return f"{self.policy}, {len(self.rules)} rules, otherwise {self.default}"
+        return _("{policy}, {count} rules, otherwise {default}").format(
+            policy=self.policy, count=len(self.rules), default=self.default)
 
 
 def parse_profile(text: str, source: str) -> SeccompProfile:
@@ -123,10 +126,10 @@ def parse_profile(text: str, source: str) -> SeccompProfile:
     lines = text.splitlines()
     if not lines or lines[0].strip() not in ("1", "2"):
         first = lines[0].strip() if lines else ""
-        raise ProfileError(1, f"the first line must be the format version, 1 or 2, not {first!r}")
+        raise ProfileError(1, _("the first line must be the format version, 1 or 2, not {first!r}").format(first=first))
     version = int(lines[0])
     if len(lines) < 2:
-        raise ProfileError(2, "the second line must name the policy (allowlist or denylist)")
+        raise ProfileError(2, _("the second line must name the policy (allowlist or denylist)"))
     policy, default = _parse_policy(lines[1], version)
     if version == 1:
         rules = _parse_v1(lines)
@@ -140,13 +143,13 @@ def parse_profile(text: str, source: str) -> SeccompProfile:
 def _parse_policy(line: str, version: int) -> tuple[str, Action | None]:
     words = _strip_comment(line).split()
     if "debug" in words:
-        raise ProfileError(2, "'debug' is not implemented (LXC refuses it too)")
+        raise ProfileError(2, _("'debug' is not implemented (LXC refuses it too)"))
     policy = _POLICIES.get(words[0]) if words else None
     if policy is None:
-        raise ProfileError(2, f"the policy must be allowlist or denylist, not {line.strip()!r}")
+        raise ProfileError(2, _("the policy must be allowlist or denylist, not {line!r}").format(line=line.strip()))
     if version == 1:
         if policy != "allowlist" or len(words) > 1:
-            raise ProfileError(2, "a version 1 profile is an allowlist of syscall numbers and takes no action")
+            raise ProfileError(2, _("a version 1 profile is an allowlist of syscall numbers and takes no action"))
         return policy, None
     return policy, _parse_action(words[1:], 2) if len(words) > 1 else None
 
@@ -158,7 +161,7 @@ def _parse_v1(lines: list[str]) -> tuple[Rule, ...]:
         if not text:
             continue
         if not _DECIMAL.fullmatch(text):
-            raise ProfileError(number, f"a version 1 profile lists syscall numbers, not {text!r}")
+            raise ProfileError(number, _("a version 1 profile lists syscall numbers, not {text!r}").format(text=text))
         rules.append(Rule(int(text), ALLOW, (), "native", number))
     return tuple(rules)
 
@@ -180,7 +183,8 @@ def _parse_v2(lines: list[str], rule_action: Action) -> tuple[Rule, ...]:
 def _parse_section(text: str, number: int) -> str:
     name = text[1:-1] if text.endswith("]") else ""
     if name.lower() not in ARCH_SECTIONS or name not in (name.lower(), name.upper()):
-        raise ProfileError(number, f"unsupported architecture section {text!r} (known: {', '.join(ARCH_SECTIONS)})")
+        raise ProfileError(number, _("unsupported architecture section {text!r} (known: {arch_sections})").format(
+            text=text, arch_sections=', '.join(ARCH_SECTIONS)))
     return name.lower()
 
 
@@ -191,14 +195,14 @@ def _parse_rule(text: str, number: int, arch: str, rule_action: Action) -> Rule:
     action = _parse_action(words[1:], number) if len(words) > 1 else None
     args = _parse_args(bracket + tail, number) if bracket else ()
     if args and action is None:
-        raise ProfileError(number, "an argument filter must follow an action (LXC refuses it otherwise)")
+        raise ProfileError(number, _("an argument filter must follow an action (LXC refuses it otherwise)"))
     if name == "reject_force_umount":
         if len(words) > 1 or args:
-            raise ProfileError(number, "reject_force_umount takes no action or argument filter")
+            raise ProfileError(number, _("reject_force_umount takes no action or argument filter"))
         force = ArgFilter(1, "masked_eq", MNT_FORCE, MNT_FORCE)
         return Rule("umount2", Action("errno", errno.EACCES), (force,), arch, number)
     if not _SYSCALL_NAME.fullmatch(name):
-        raise ProfileError(number, f"{name!r} is not a system call name")
+        raise ProfileError(number, _("{name!r} is not a system call name").format(name=name))
     return Rule(name, action or rule_action, args, arch, number)
 
 
@@ -209,14 +213,16 @@ def _parse_action(words: list[str], number: int) -> Action:
     if kind == "errno":
         if len(words) == 2 and _DECIMAL.fullmatch(words[1]) and int(words[1]) <= MAX_ERRNO:
             return Action("errno", int(words[1]))
-        raise ProfileError(number, f"'errno' needs one number from 0 to {MAX_ERRNO}, not {' '.join(words[1:])!r}")
+        raise ProfileError(number, _("'errno' needs one number from 0 to {max_errno}, not {words!r}").format(
+            max_errno=MAX_ERRNO, words=' '.join(words[1:])))
     if kind == "notify":
         raise ProfileError(
             number,
-            "the notify action needs a seccomp notification listener (lxc.seccomp.notify.proxy), "
-            "which bdev does not provide",
+            _("the notify action needs a seccomp notification listener (lxc.seccomp.notify.proxy), which bdev does "
+              "not provide"),
         )
-    raise ProfileError(number, f"unknown action {' '.join(words)!r} (use allow, kill, trap or errno N)")
+    raise ProfileError(number, _("unknown action {words!r} (use allow, kill, trap or errno N)").format(
+        words=' '.join(words)))
 
 
 def _parse_args(text: str, number: int) -> tuple[ArgFilter, ...]:
@@ -225,30 +231,36 @@ def _parse_args(text: str, number: int) -> tuple[ArgFilter, ...]:
     while rest:
         if not rest.startswith("[") or "]" not in rest:
             raise ProfileError(
-                number, f"an argument filter must be written [index,value,op] or [index,value,op,mask], not {rest!r}"
+                number, _("an argument filter must be written [index,value,op] or [index,value,op,mask], not "
+                          "{rest!r}").format(
+                    rest=rest)
             )
-        body, _, rest = rest[1:].partition("]")
+        body, _bracket, rest = rest[1:].partition("]")
         rest = rest.strip()
         args.append(_parse_arg(body, number))
     if len(args) > MAX_ARGS:
-        raise ProfileError(number, f"a rule takes at most {MAX_ARGS} argument filters, not {len(args)}")
+        raise ProfileError(number, _("a rule takes at most {max_args} argument filters, not {count}").format(
+            max_args=MAX_ARGS, count=len(args)))
     return tuple(args)
 
 
 def _parse_arg(body: str, number: int) -> ArgFilter:
     fields = [field.strip() for field in body.split(",")]
     if len(fields) not in (3, 4):
-        raise ProfileError(number, f"an argument filter has 3 or 4 fields (index,value,op[,mask]), not [{body}]")
-    index = _number(fields[0], number, "argument index")
+        raise ProfileError(number, _("an argument filter has 3 or 4 fields (index,value,op[,mask]), not [{body}]").format(
+            body=body))
+    index = _number(fields[0], number, _("argument index"))
     if index >= MAX_ARGS:
-        raise ProfileError(number, f"argument index {fields[0]} is out of range (0 to {MAX_ARGS - 1})")
+        raise ProfileError(number, _("argument index {fields} is out of range (0 to {value})").format(
+            fields=fields[0], value=MAX_ARGS - 1))
     op = OPERATORS.get(fields[2])
     if op is None:
         raise ProfileError(
-            number, f"unknown comparison {fields[2]!r} (use SCMP_CMP_EQ, ==, SCMP_CMP_MASKED_EQ, &= ...)"
+            number, _("unknown comparison {fields!r} (use SCMP_CMP_EQ, ==, SCMP_CMP_MASKED_EQ, &= ...)").format(
+                fields=fields[2])
         )
-    mask = _number(fields[3], number, "mask") if len(fields) == 4 else 0
-    return ArgFilter(index, op, _number(fields[1], number, "argument value"), mask)
+    mask = _number(fields[3], number, _("mask")) if len(fields) == 4 else 0
+    return ArgFilter(index, op, _number(fields[1], number, _("argument value")), mask)
 
 
 def _number(text: str, number: int, what: str) -> int:
@@ -258,9 +270,9 @@ def _number(text: str, number: int, what: str) -> int:
             raise ValueError(text)
         value = int(text, 8) if len(text) > 1 and text.startswith("0") and _DECIMAL.fullmatch(text) else int(text, 0)
     except ValueError:
-        raise ProfileError(number, f"{what} {text!r} is not a number") from None
+        raise ProfileError(number, _("{what} {text!r} is not a number").format(what=what, text=text)) from None
     if not 0 <= value < 2**64:
-        raise ProfileError(number, f"{what} {text!r} does not fit in 64 bits")
+        raise ProfileError(number, _("{what} {text!r} does not fit in 64 bits").format(what=what, text=text))
     return value
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from bdev.errors import InvalidInput
+from .._i18n import _
 
 
 class TemplateArgs:
@@ -33,7 +34,7 @@ class TemplateArgs:
         ctx = click.Context(self.command, info_name=self.template)
         rows = [rec for p in self.command.get_params(ctx) if (rec := p.get_help_record(ctx)) is not None]
         if not rows:
-            return "(no options)"
+            return _("(no options)")
         formatter = click.HelpFormatter(width=100)
         formatter.write_dl(rows)
         return formatter.getvalue().rstrip("\n")
@@ -47,7 +48,7 @@ class TemplateArgs:
                 continue
             text = param.opts[0] if param.is_flag else f"{param.opts[0]} {param.make_metavar(ctx)}"
             parts.append(text if param.required else f"[{text}]")
-        return " ".join(parts) or "no options"
+        return " ".join(parts) or _("no options")
 
     def parse(self, args: Sequence[str]) -> dict[str, Any]:
         """Parse ``args`` and return the option values by parameter name.
@@ -60,13 +61,15 @@ class TemplateArgs:
             if isinstance(exc, click.NoSuchOption):
                 # click's own text adds a second sentence ("Did you mean ...?"); the
                 # synopsis below already lists what exists
-                message = f"no such option {exc.option_name!r}"
+                message = _("no such option {option!r}").format(option=exc.option_name)
             else:
                 message = " ".join(exc.format_message().split()).rstrip(".")
                 message = message[:1].lower() + message[1:]
             raise InvalidInput(
-                f"template {self.template!r}: {message} (it takes: {self.synopsis()})"
+                _("template {template!r}: {message} (it takes: {synopsis})").format(
+                    template=self.template, message=message, synopsis=self.synopsis())
             ) from None
         except click.ClickException as exc:  # pragma: no cover - click raises UsageError for bad args
-            raise InvalidInput(f"template {self.template!r}: {exc.format_message()}") from None
+            raise InvalidInput(_("template {template!r}: {cause}").format(
+                template=self.template, cause=exc.format_message())) from None
         return dict(ctx.params)

@@ -27,6 +27,7 @@ from bdev.command import run, which
 from bdev.errors import BdevError, CommandError, InvalidInput
 from bdev.templates import Template, TemplateContext
 
+from .._i18n import _, N_
 from ._args import TemplateArgs
 from ._files import hosts_text, write_file
 
@@ -39,8 +40,7 @@ ARGS = TemplateArgs(
             ["--busybox-path"],
             metavar="PATH",
             default=None,
-            help="busybox binary to copy into the rootfs (default: busybox on PATH); "
-            "it must be statically linked",
+            help=_("busybox binary to copy into the rootfs (default: busybox on PATH); it must be statically linked"),
         ),
     ],
 )
@@ -91,10 +91,10 @@ def elf_interpreter(path: Path) -> str | None:
         with open(path, "rb") as f:
             ident = f.read(16)
             if len(ident) < 16 or ident[:4] != b"\x7fELF":
-                raise BdevError(f"{path} is not an ELF executable")
+                raise BdevError(_("{path} is not an ELF executable").format(path=path))
             elf_class, data = ident[4], ident[5]
             if elf_class not in (1, 2) or data not in (1, 2):
-                raise BdevError(f"{path} has an ELF header of an unknown class or byte order")
+                raise BdevError(_("{path} has an ELF header of an unknown class or byte order").format(path=path))
             order = "<" if data == 1 else ">"
             if elf_class == 2:
                 header = struct.Struct(order + "HHIQQQIHHHHHH")
@@ -104,16 +104,16 @@ def elf_interpreter(path: Path) -> str | None:
                 phdr_offset_fmt = struct.Struct(order + "IIIIIII")  # type, offset, vaddr, paddr, filesz, ...
             raw = f.read(header.size)
             if len(raw) < header.size:
-                raise BdevError(f"{path} has a truncated ELF header")
+                raise BdevError(_("{path} has a truncated ELF header").format(path=path))
             fields = header.unpack(raw)
             phoff, phentsize, phnum = fields[4], fields[8], fields[9]
             if phnum == PN_XNUM:
-                raise BdevError(f"{path} has more program headers than this check understands")
+                raise BdevError(_("{path} has more program headers than this check understands").format(path=path))
             for i in range(phnum):
                 f.seek(phoff + i * phentsize)
                 entry = f.read(phdr_offset_fmt.size)
                 if len(entry) < phdr_offset_fmt.size:
-                    raise BdevError(f"{path} has truncated ELF program headers")
+                    raise BdevError(_("{path} has truncated ELF program headers").format(path=path))
                 values = phdr_offset_fmt.unpack(entry)
                 if values[0] != PT_INTERP:
                     continue
@@ -124,7 +124,7 @@ def elf_interpreter(path: Path) -> str | None:
                 f.seek(offset)
                 return f.read(min(size, 4096)).split(b"\0", 1)[0].decode("utf-8", "replace") or "?"
     except OSError as exc:
-        raise BdevError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise BdevError(_("cannot read {path}: {error}").format(path=path, error=exc.strerror or exc)) from None
     return None
 
 
@@ -139,22 +139,24 @@ def find_busybox(requested: str | None) -> Path:
     if requested is not None:
         path = Path(requested)
         if not path.is_file():
-            raise InvalidInput(f"template 'busybox': --busybox-path {requested} is not an existing file")
+            raise InvalidInput(_("template 'busybox': --busybox-path {requested} is not an existing file").format(
+                requested=requested))
     else:
         found = which("busybox")
         if found is None:
             raise BdevError(
-                "template 'busybox' needs a statically linked busybox on PATH (Debian: busybox-static)"
+                _("template 'busybox' needs a statically linked busybox on PATH (Debian: busybox-static)")
             )
         path = Path(found)
     path = path.resolve()
     if not os.access(path, os.X_OK):
-        raise BdevError(f"template 'busybox': {path} is not executable")
+        raise BdevError(_("template 'busybox': {path} is not executable").format(path=path))
     interpreter = elf_interpreter(path)
     if interpreter is not None:
         raise BdevError(
-            f"template 'busybox': {path} is dynamically linked (interpreter {interpreter}); "
-            "it needs a statically linked busybox (Debian: busybox-static)"
+            _("template 'busybox': {path} is dynamically linked (interpreter {interpreter}); it needs a statically "
+              "linked busybox (Debian: busybox-static)").format(
+                path=path, interpreter=interpreter)
         )
     return path
 
@@ -305,7 +307,8 @@ def build(ctx: TemplateContext) -> None:
     where = link_applets(rootfs, applets)
     for needed in ("sh", "init"):
         if needed not in where:
-            raise BdevError(f"template 'busybox': {source} has no {needed!r} applet")
+            raise BdevError(_("template 'busybox': {source} has no {needed!r} applet").format(
+                source=source, needed=needed))
     if not (rootfs / "sbin" / "init").exists():
         (rootfs / "sbin" / "init").symlink_to("../bin/busybox")
 
@@ -360,7 +363,7 @@ def build(ctx: TemplateContext) -> None:
 
 BUSYBOX = Template(
     "busybox",
-    "a minimal system made of the host's statically linked busybox",
+    N_("a minimal system made of the host's statically linked busybox"),
     build=build,
     usage=ARGS.usage(),
 )

@@ -30,6 +30,7 @@ from bdev.errors import BdevError, CommandError, InvalidInput
 from bdev.mounts import mount_points_below
 from bdev.templates import Template, TemplateContext
 
+from .._i18n import _, N_
 from ..images import cache, unpack
 from ..images.arch import host_arch
 from ..images.build import pack_rootfs
@@ -63,14 +64,16 @@ ARGS = TemplateArgs(
     "debian",
     [
         click.Option(["-r", "--release"], metavar="RELEASE", default=DEFAULT_RELEASE, show_default=True,
-                     help="Debian release (suite or codename)"),
-        click.Option(["-a", "--arch"], metavar="ARCH", default=None, help="architecture (default: the host's)"),
+                     help=_("Debian release (suite or codename)")),
+        click.Option(["-a", "--arch"], metavar="ARCH", default=None, help=_("architecture (default: the host's)")),
         click.Option(["--variant"], metavar="VARIANT", type=click.Choice(VARIANTS), default="minbase", show_default=True,
-                     help="debootstrap variant ('-': debootstrap's default, required packages plus important)"),
+                     help=_("debootstrap variant ('-': debootstrap's default, required packages plus important)")),
         click.Option(["--packages"], metavar="PKG,...", default="",
-                     help=f"more packages, comma separated (always installed: {','.join(BASE_PACKAGES)})"),
-        click.Option(["--mirror"], metavar="URL", default=DEFAULT_MIRROR, show_default=True, help="Debian mirror"),
-        click.Option(["--flush-cache"], is_flag=True, default=False, help="bootstrap again instead of using the cached tree"),
+                     help=_("more packages, comma separated (always installed: {packages})").format(
+                         packages=",".join(BASE_PACKAGES))),
+        click.Option(["--mirror"], metavar="URL", default=DEFAULT_MIRROR, show_default=True, help=_("Debian mirror")),
+        click.Option(["--flush-cache"], is_flag=True, default=False, help=_("bootstrap again instead of using the "
+                                                                            "cached tree")),
     ],
 )
 
@@ -83,7 +86,7 @@ def parse_packages(text: str) -> list[str]:
     extra = [p.strip() for p in text.split(",") if p.strip()]
     for name in extra:
         if not _PACKAGE.match(name):
-            raise InvalidInput(f"template 'debian': {name!r} is not a Debian package name")
+            raise InvalidInput(_("template 'debian': {name!r} is not a Debian package name").format(name=name))
     return sorted({*BASE_PACKAGES, *extra})
 
 
@@ -112,7 +115,7 @@ def bootstrap(target: Path, release: str, arch: str, variant: str, packages: lis
     :raises BdevError: debootstrap is missing or failed (its last error line is quoted).
     """
     if which("debootstrap") is None:
-        raise BdevError("template 'debian' needs debootstrap, and it is not installed (Debian: debootstrap)")
+        raise BdevError(_("template 'debian' needs debootstrap, and it is not installed (Debian: debootstrap)"))
     debs = cache.cache_root() / "debian" / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     argv = ["debootstrap", f"--arch={arch}", f"--include={','.join(packages)}", f"--cache-dir={debs}"]
@@ -125,7 +128,8 @@ def bootstrap(target: Path, release: str, arch: str, variant: str, packages: lis
     except CommandError as exc:
         lines = [ln.strip() for ln in (exc.stderr or "").splitlines() if ln.strip().startswith(("E:", "W: Failure"))]
         detail = lines[-1] if lines else ((exc.stderr or "").strip().splitlines() or ["debootstrap failed"])[-1]
-        raise BdevError(f"template 'debian': debootstrap of {release}/{arch} from {mirror} failed: {detail}") from None
+        raise BdevError(_("template 'debian': debootstrap of {release}/{arch} from {mirror} failed: {detail}").format(
+            release=release, arch=arch, mirror=mirror, detail=detail)) from None
     finally:
         _unmount_below(target)
     for deb in (target / "var/cache/apt/archives").glob("*.deb"):
@@ -135,7 +139,7 @@ def bootstrap(target: Path, release: str, arch: str, variant: str, packages: lis
 def cached_tree(release: str, arch: str, variant: str, packages: list[str], mirror: str, flush: bool) -> Path:
     """The cached tarball for the combination, bootstrapped and packed first if needed."""
     archive = cache_file(release, arch, variant, packages, mirror)
-    with cache.entry_lock(archive, f"the Debian cache entry {archive.name}"):
+    with cache.entry_lock(archive, _("the Debian cache entry {name}").format(name=archive.name)):
         if flush:
             archive.unlink(missing_ok=True)
         if archive.is_file():
@@ -221,7 +225,7 @@ def configure(rootfs: Path, name: str, ttys: int = TTYS) -> None:
     """Apply the container fixes to a Debian tree (see the module's description)."""
     etc = rootfs / "etc"
     if etc.is_symlink() or not etc.is_dir():
-        raise BdevError(f"template 'debian': {etc} is not a directory")
+        raise BdevError(_("template 'debian': {etc} is not a directory").format(etc=etc))
     write_file(etc / "hostname", f"{name}\n")
     write_file(etc / "hosts", hosts_text(name))
     write_file(etc / "fstab", "# a container's mounts are in its LXC config (lxc.mount.entry)\n")
@@ -264,7 +268,8 @@ def build(ctx: TemplateContext) -> None:
     arch = check_field(options["arch"] or host_arch(), "architecture")
     native = _NATIVE.get(host_arch(), {host_arch()})
     if arch not in native:
-        raise InvalidInput(f"template 'debian' cannot bootstrap {arch} on this {host_arch()} host (it can: {', '.join(sorted(native))})")
+        raise InvalidInput(_("template 'debian' cannot bootstrap {arch} on this {host_arch} host (it can: {native})").format(
+            arch=arch, host_arch=host_arch(), native=', '.join(sorted(native))))
     mirror = check_server(options["mirror"])
     packages = parse_packages(options["packages"])
     archive = cached_tree(release, arch, options["variant"], packages, mirror, bool(options["flush_cache"]))
@@ -275,7 +280,7 @@ def build(ctx: TemplateContext) -> None:
 
 DEBIAN = Template(
     "debian",
-    "a Debian system made by debootstrap (cached: the next container takes seconds)",
+    N_("a Debian system made by debootstrap (cached: the next container takes seconds)"),
     build=build,
     usage=ARGS.usage(),
 )

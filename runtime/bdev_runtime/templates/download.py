@@ -19,6 +19,7 @@ import click
 from bdev.copying import terminal_progress
 from bdev.templates import Template, TemplateContext
 
+from .._i18n import _, N_
 from ..images import unpack
 from ..images.arch import host_arch
 from ..images.fetch import check_server
@@ -35,14 +36,19 @@ SERVER_ENV = "BDEV_IMAGE_SERVER"
 ARGS = TemplateArgs(
     "download",
     [
-        click.Option(["-d", "--dist"], metavar="DIST", required=True, help="distribution (debian, busybox ...)"),
-        click.Option(["-r", "--release"], metavar="RELEASE", required=True, help="release of the distribution (bookworm ...)"),
-        click.Option(["-a", "--arch"], metavar="ARCH", default=None, help="architecture (default: the host's, e.g. amd64)"),
-        click.Option(["-v", "--variant"], metavar="VARIANT", default="default", show_default=True, help="variant of the image"),
+        click.Option(["-d", "--dist"], metavar="DIST", required=True, help=_("distribution (debian, busybox ...)")),
+        click.Option(["-r", "--release"], metavar="RELEASE", required=True, help=_("release of the distribution "
+                                                                                   "(bookworm ...)")),
+        click.Option(["-a", "--arch"], metavar="ARCH", default=None, help=_("architecture (default: the host's, "
+                                                                            "e.g. amd64)")),
+        click.Option(["-v", "--variant"], metavar="VARIANT", default="default", show_default=True, help=_("variant of the image")),
         click.Option(["--server"], metavar="URL", default=None,
-                     help=f"image server: http(s):// or file:// URL of the directory holding meta/1.0/index-system (default: ${SERVER_ENV})"),
-        click.Option(["--flush-cache"], is_flag=True, default=False, help="drop the cached image and download it again"),
-        click.Option(["--no-cache"], is_flag=True, default=False, help="download into a temporary directory; leave the cache alone"),
+                     help=_("image server: http(s):// or file:// URL of the directory holding meta/1.0/index-system "
+                             "(default: ${variable})").format(variable=SERVER_ENV)),
+        click.Option(["--flush-cache"], is_flag=True, default=False, help=_("drop the cached image and download it "
+                                                                            "again")),
+        click.Option(["--no-cache"], is_flag=True, default=False, help=_("download into a temporary directory; "
+                                                                         "leave the cache alone")),
     ],
 )
 
@@ -56,7 +62,7 @@ def request_from(options: dict[str, object]) -> Request:
     if not server:
         from bdev.errors import InvalidInput
 
-        raise InvalidInput(f"template 'download' needs --server URL (or ${SERVER_ENV})")
+        raise InvalidInput(_("template 'download' needs --server URL (or ${server_env})").format(server_env=SERVER_ENV))
     return Request(
         server=check_server(str(server)),
         dist=check_field(str(options["dist"]), "distribution"),
@@ -98,7 +104,7 @@ def rename_in_hosts(rootfs: Path, name: str) -> None:
 
 DOWNLOAD = Template(
     "download",
-    "a prebuilt image from an image server (index, SHA-256 checked, cached)",
+    N_("a prebuilt image from an image server (index, SHA-256 checked, cached)"),
     build=build,
     usage=ARGS.usage(),
 )

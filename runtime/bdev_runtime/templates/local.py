@@ -32,6 +32,7 @@ from bdev.command import run, which
 from bdev.errors import BdevError, CommandError, InvalidInput
 from bdev.templates import Template, TemplateContext
 
+from .._i18n import _, N_
 from ._args import TemplateArgs
 
 log = logging.getLogger("bdev.templates.local")
@@ -43,13 +44,13 @@ ARGS = TemplateArgs(
             ["--path"],
             metavar="PATH",
             required=True,
-            help="a directory to copy, or a tar archive (plain, gzip, xz, zstd or bzip2) to unpack",
+            help=_("a directory to copy, or a tar archive (plain, gzip, xz, zstd or bzip2) to unpack"),
         ),
         click.Option(
             ["--no-hostname"],
             is_flag=True,
             default=False,
-            help="leave etc/hostname as it comes (default: write the container's name to it)",
+            help=_("leave etc/hostname as it comes (default: write the container's name to it)"),
         ),
     ],
 )
@@ -62,10 +63,11 @@ def _gnu_tar() -> str:
     """
     tar = which("tar")
     if tar is None:
-        raise BdevError("template 'local' needs GNU tar to unpack archives, and tar is not installed")
+        raise BdevError(_("template 'local' needs GNU tar to unpack archives, and tar is not installed"))
     version = run([tar, "--version"], check=False).stdout
     if "GNU tar" not in version:
-        raise BdevError(f"template 'local' needs GNU tar to unpack archives, and {tar} is not GNU tar")
+        raise BdevError(_("template 'local' needs GNU tar to unpack archives, and {tar} is not GNU tar").format(
+            tar=tar))
     return tar
 
 
@@ -76,7 +78,7 @@ def _first_error(stderr: str) -> str:
         line = line.strip()
         if line and not any(s in line for s in skip):
             return line.rstrip(".")
-    return "tar failed"
+    return _("tar failed")
 
 
 def unpack(archive: Path, rootfs: Path) -> None:
@@ -107,7 +109,8 @@ def unpack(archive: Path, rootfs: Path) -> None:
         run(argv)
     except CommandError as exc:
         detail = _first_error(exc.stderr)
-        raise BdevError(f"template 'local': cannot unpack {archive} as a tar archive: {detail}") from None
+        raise BdevError(_("template 'local': cannot unpack {archive} as a tar archive: {detail}").format(
+            archive=archive, detail=detail)) from None
 
 
 def copy_directory(source: Path, rootfs: Path) -> None:
@@ -123,7 +126,8 @@ def copy_directory(source: Path, rootfs: Path) -> None:
         raise
     except OSError as exc:
         where = exc.filename or source
-        raise BdevError(f"cannot copy {source}: {where}: {exc.strerror or exc}") from None
+        raise BdevError(_("cannot copy {source}: {where}: {error}").format(
+            source=source, where=where, error=exc.strerror or exc)) from None
     log.info("copied %s: %s", source, stats.describe())
 
 
@@ -138,7 +142,7 @@ def _etc_dir(rootfs: Path) -> Iterator[int | None]:
             log.info("no etc directory in %s", rootfs)
             yield None
             return
-        raise BdevError(f"cannot open {rootfs / 'etc'}: {exc.strerror}") from None
+        raise BdevError(_("cannot open {value}: {cause}").format(value=rootfs / 'etc', cause=exc.strerror)) from None
     try:
         yield etc
     finally:
@@ -184,7 +188,8 @@ def write_etc_file(rootfs: Path, name: str, text: str) -> bool:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
         except OSError as exc:
-            raise BdevError(f"cannot write {rootfs / 'etc' / name}: {exc.strerror or exc}") from None
+            raise BdevError(_("cannot write {value}: {error}").format(
+                value=rootfs / 'etc' / name, error=exc.strerror or exc)) from None
     return True
 
 
@@ -203,24 +208,27 @@ def build(ctx: TemplateContext) -> None:
     try:
         st = source.stat()
     except FileNotFoundError:
-        raise InvalidInput(f"template 'local': {source} does not exist") from None
+        raise InvalidInput(_("template 'local': {source} does not exist").format(source=source)) from None
     except OSError as exc:
-        raise BdevError(f"template 'local': cannot read {source}: {exc.strerror or exc}") from None
+        raise BdevError(_("template 'local': cannot read {source}: {error}").format(
+            source=source, error=exc.strerror or exc)) from None
 
     if stat.S_ISDIR(st.st_mode):
         if not os.access(source, os.R_OK | os.X_OK):
-            raise BdevError(f"template 'local': directory {source} is not readable")
+            raise BdevError(_("template 'local': directory {source} is not readable").format(source=source))
         if ctx.rootfs.resolve().is_relative_to(source.resolve()):
             raise InvalidInput(
-                f"template 'local': {source} contains the new rootfs {ctx.rootfs}, so it cannot be copied into it"
+                _("template 'local': {source} contains the new rootfs {rootfs}, so it cannot be copied into it").format(
+                    source=source, rootfs=ctx.rootfs)
             )
         copy_directory(source, ctx.rootfs)
     elif stat.S_ISREG(st.st_mode):
         if not os.access(source, os.R_OK):
-            raise BdevError(f"template 'local': {source} is not readable")
+            raise BdevError(_("template 'local': {source} is not readable").format(source=source))
         unpack(source, ctx.rootfs)
     else:
-        raise InvalidInput(f"template 'local': {source} is neither a directory nor a tar archive")
+        raise InvalidInput(_("template 'local': {source} is neither a directory nor a tar archive").format(
+            source=source))
 
     if not options["no_hostname"]:
         write_hostname(ctx.rootfs, ctx.name)
@@ -228,7 +236,7 @@ def build(ctx: TemplateContext) -> None:
 
 LOCAL = Template(
     "local",
-    "a rootfs copied from a local directory or unpacked from a tarball",
+    N_("a rootfs copied from a local directory or unpacked from a tarball"),
     build=build,
     usage=ARGS.usage(),
 )

@@ -20,6 +20,7 @@ from bdev.command import run, which
 from bdev.errors import BdevError, CommandError, InvalidInput
 from bdev.templates import Template, TemplateContext
 
+from .._i18n import _, N_
 from ._args import TemplateArgs
 from ._files import hosts_text, write_file
 
@@ -29,11 +30,12 @@ ARGS = TemplateArgs(
     "sshd",
     [
         click.Option(["-S", "--auth-key"], metavar="FILE", default=None,
-                     help="public key(s) allowed to log in as root (copied to root's .ssh/authorized_keys in the container)"),
+                     help=_("public key(s) allowed to log in as root (copied to root's .ssh/authorized_keys in the "
+                            "container)")),
         click.Option(["--port"], metavar="PORT", type=click.IntRange(1, 65535), default=22, show_default=True,
-                     help="port sshd listens on"),
+                     help=_("port sshd listens on")),
         click.Option(["--listen"], metavar="ADDRESS", default=None,
-                     help="address sshd listens on (default: every address of the container)"),
+                     help=_("address sshd listens on (default: every address of the container)")),
     ],
 )
 
@@ -57,10 +59,12 @@ def sshd_binary() -> str:
     """
     found = which("sshd")
     if found is None:
-        raise BdevError("template 'sshd' needs the host's OpenSSH server, and sshd is not installed (Debian: openssh-server)")
+        raise BdevError(_("template 'sshd' needs the host's OpenSSH server, and sshd is not installed (Debian: "
+                          "openssh-server)"))
     path = os.path.realpath(found)
     if not path.startswith("/usr/"):
-        raise BdevError(f"template 'sshd' needs sshd under /usr (it bind-mounts the host's /usr), not {path}")
+        raise BdevError(_("template 'sshd' needs sshd under /usr (it bind-mounts the host's /usr), not {path}").format(
+            path=path))
     return path
 
 
@@ -73,13 +77,14 @@ def read_auth_keys(path: str) -> str:
     try:
         text = source.read_text()
     except FileNotFoundError:
-        raise InvalidInput(f"template 'sshd': --auth-key {path} does not exist") from None
+        raise InvalidInput(_("template 'sshd': --auth-key {path} does not exist").format(path=path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"template 'sshd': --auth-key {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+        raise InvalidInput(_("template 'sshd': --auth-key {path} cannot be read: {getattr}").format(
+            path=path, getattr=getattr(exc, 'strerror', None) or exc)) from None
     try:
         run(["ssh-keygen", "-l", "-f", str(source)])
     except CommandError:
-        raise InvalidInput(f"template 'sshd': --auth-key {path} holds no SSH public key") from None
+        raise InvalidInput(_("template 'sshd': --auth-key {path} holds no SSH public key").format(path=path)) from None
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -119,7 +124,8 @@ def link_host_dirs(rootfs: Path) -> list[tuple[str, str]]:
         if host.is_symlink():
             target = os.readlink(host)
             if not os.path.realpath(host).startswith("/usr/"):
-                raise BdevError(f"template 'sshd': the host's /{name} points to {target}, outside /usr")
+                raise BdevError(_("template 'sshd': the host's /{name} points to {target}, outside /usr").format(
+                    name=name, target=target))
             (rootfs / name).symlink_to(target)
         elif host.is_dir():
             (rootfs / name).mkdir(mode=0o755, exist_ok=True)
@@ -175,7 +181,7 @@ def build(ctx: TemplateContext) -> None:
 
 SSHD = Template(
     "sshd",
-    "an application container running the host's OpenSSH server (host /usr read-only)",
+    N_("an application container running the host's OpenSSH server (host /usr read-only)"),
     build=build,
     usage=ARGS.usage(),
 )
