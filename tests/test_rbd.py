@@ -505,12 +505,12 @@ def test_runtime_starts_an_rbd_container(rlxc: Path, tmp_path: Path) -> None:
         assert started.returncode == 0, started.stdout + started.stderr
         root = _root_mount(None, rlxc, "c1")
         assert root.split()[2] == "ext4", root
-        wrote = _lxc(None, "lxc-attach", "-P", rlxc, "-n", "c1", "--", "/bin/sh", "-c", "echo inside > /root/mark; sync")
+        wrote = _lxc(None, "lxc-attach", "-P", rlxc, "-n", "c1", "--", "/bin/sh", "-c", "echo inside > /etc/mark; sync")
         assert wrote.returncode == 0, wrote.stderr
         stopped = _lxc(None, "lxc-stop", "-P", rlxc, "-n", "c1", "-t", "20")
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         with backend().accessed(Container("c1", rlxc).rootfs) as path:  # read-write: replays the journal
-            assert (path / "root/mark").read_text() == "inside\n"
+            assert (path / "etc/mark").read_text() == "inside\n"
         destroyed = _lxc(None, "lxc-destroy", "-P", rlxc, "-n", "c1")
         assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
         assert "real LXC" not in destroyed.stdout + destroyed.stderr
