@@ -28,8 +28,8 @@ from bdev.testing.ceph import CephCluster, ceph_unavailable_reason, throwaway_cl
 from bdev.testing.kit import BackendContract
 from bdev.testing.kit.storage import environment, write_hermetic_lxc_conf
 from bdev.testing.samples import make_sample_rootfs
-from bdev.testing.storage import loop_filesystem
 from bdev.testing.trees import tree_differences
+from roundtrip import copy_through_btrfs_and_dir
 
 pytestmark = [
     pytest.mark.root,
@@ -397,22 +397,7 @@ def test_second_read_write_mount_is_refused(rlxc: Path, sample: Path, ceph: Ceph
 
 
 def test_copy_rbd_btrfs_dir_and_back(rlxc: Path, sample: Path, tmp_path: Path, ceph: CephCluster) -> None:
-    origin = Container("origin", rlxc)
-    origin.create(backend="rbd", source=sample)
-    with loop_filesystem("btrfs", tmp_path / "btrfs") as mnt:
-        bpath = mnt / "lxc"
-        bpath.mkdir()
-        on_btrfs = origin.clone("onbtrfs", lxcpath=bpath, backend="btrfs")
-        assert matches(on_btrfs, sample) == []
-        back = on_btrfs.clone("back", lxcpath=rlxc, backend="rbd")
-        assert matches(back, sample) == []
-        on_btrfs.destroy()
-    on_dir = back.clone("ondir", backend="dir")
-    assert matches(on_dir, sample) == []
-    again = on_dir.clone("again", backend="rbd")
-    assert matches(again, sample) == []
-    for c in (again, on_dir, back, origin):
-        c.destroy()
+    copy_through_btrfs_and_dir("rbd", rlxc, sample, tmp_path, matches)
 
 
 def test_usage_and_resize(rlxc: Path, sample: Path, ceph: CephCluster) -> None:

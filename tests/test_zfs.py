@@ -27,8 +27,8 @@ from bdev.testing.kit import BackendContract
 from bdev.testing.kit.crash import killed, run_killed
 from bdev.testing.kit.storage import environment, write_hermetic_lxc_conf
 from bdev.testing.samples import make_sample_rootfs
-from bdev.testing.storage import loop_filesystem
 from bdev.testing.trees import tree_differences
+from roundtrip import copy_through_btrfs_and_dir
 
 pytestmark = [
     pytest.mark.root,
@@ -226,22 +226,7 @@ def test_restore_older_snapshot_keeps_newer(zlxc: Path, sample: Path) -> None:
 
 
 def test_copy_zfs_btrfs_dir_and_back(zlxc: Path, sample: Path, tmp_path: Path) -> None:
-    origin = Container("origin", zlxc)
-    origin.create(backend="zfs", source=sample)
-    with loop_filesystem("btrfs", tmp_path / "btrfs") as mnt:
-        bpath = mnt / "lxc"
-        bpath.mkdir()
-        on_btrfs = origin.clone("onbtrfs", lxcpath=bpath, backend="btrfs")
-        assert matches(on_btrfs, sample) == []
-        back = on_btrfs.clone("back", lxcpath=zlxc, backend="zfs")
-        assert matches(back, sample) == []
-        on_btrfs.destroy()
-    on_dir = back.clone("ondir", backend="dir")
-    assert matches(on_dir, sample) == []
-    again = on_dir.clone("again", backend="zfs")
-    assert matches(again, sample) == []
-    for c in (again, on_dir, back, origin):
-        c.destroy()
+    copy_through_btrfs_and_dir("zfs", zlxc, sample, tmp_path, matches)
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/lxc-ls"), reason="real LXC is not installed")
