@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from .errors import BdevError, NotSupported
+from .errors import BackendUnavailable, BdevError, NotSupported
 from .i18n import N_, _
 from .mounts import temporary_mountpoint
 from .records import Capabilities, Change, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
@@ -79,6 +79,12 @@ class Backend:
         """
         return unmet(self.requires)
 
+    def unavailable_error(self, reasons: list[str]) -> BackendUnavailable:
+        """The error refusing this backend for ``reasons`` (what :meth:`unavailable_reasons`
+        found).  A plugin may return its own subclass, whose ``about()`` completes the sentence
+        once the core knows the container (aufs offers ``bdev convert NAME``)."""
+        return BackendUnavailable("; ".join(reasons), reasons=reasons, backend=self.name)
+
     def refusal_at(self, placement: Placement, options: CreateOptions) -> str | None:
         """Why a new rootfs cannot be made at ``placement`` (btrfs: "… is on ext4, not btrfs"),
         or None.  Checked before anything is created, so a refusal leaves nothing behind."""
@@ -123,6 +129,13 @@ class Backend:
         command finishes it."""
         raise self._unsupported(N_("destroy"))
 
+    def destroy_refusal(self, rootfs: Rootfs) -> str | None:
+        """Why :meth:`destroy` would refuse ``rootfs`` with :class:`~bdev.errors.Busy` now
+        (mounted elsewhere, held by another host), found without changing anything; None
+        when it would not.  The core asks it for a container and each of its snapshots
+        before destroying any of them, so a refusal loses nothing.  Default: None."""
+        return None
+
     def exists(self, rootfs: Rootfs) -> bool:
         """Whether the storage behind ``rootfs`` exists."""
         raise self._unsupported(N_("checking existence"))
@@ -160,6 +173,21 @@ class Backend:
                 yield mountpoint
             finally:
                 self.umount(rootfs, mountpoint)
+
+    @contextlib.contextmanager
+    def running(self, rootfs: Rootfs, *, container: str, readonly: bool = False) -> Iterator[None]:
+        """Context manager holding, for as long as ``container`` runs on ``rootfs``, what its
+        mount needs beyond the mount itself: an attached device, a daemon serving it, a lock.
+        ``readonly``: the container mounts it read-only (a lower layer under its overlay).
+
+        A runtime enters it in the host's namespaces before the container's init calls
+        :meth:`mount` in its own (so nothing started here dies with the container's processes),
+        and leaves it once the container's mount namespace is gone (its filesystem unmounted by
+        the kernel, never by :meth:`umount`): flush, detach, unlock.  The default holds nothing.
+        A failure on entry means the container cannot start (one sentence); a failure on exit
+        is reported and leaves what it could not release for the next command to find stale.
+        """
+        yield
 
     def usage(self, rootfs: Rootfs) -> Usage:
         """Space used by ``rootfs`` (and its limit, if any)."""

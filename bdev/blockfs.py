@@ -19,6 +19,8 @@ from .requirements import KernelFilesystem, Tool
 
 MiB = 1 << 20
 DEFAULT_FSTYPE = "ext4"
+DEFAULT_SIZE = 1 << 30
+"""LXC's default ``--fssize`` for block-backed backends (loop, lvm, rbd)."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import functools
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,31 +93,45 @@ def remove_tree(path: Path) -> None:
     if not stat.S_ISDIR(top.st_mode):
         os.unlink(path)
         return
-    _check_no_mounts(path, top.st_dev)
+    refusal = _mount_below(path, top.st_dev)  # refuse before deleting anything
+    if refusal is not None:
+        raise BdevError(refusal)
     _remove_dir(path, top.st_dev)
 
 
-def _check_no_mounts(path: Path, dev: int) -> None:
-    """Refuse before deleting anything if something is mounted below ``path`` (one read of the
-    mount table; a walk comparing device numbers where there is no ``/proc``)."""
+def mounted_inside(path: Path) -> str | None:
+    """Why :func:`remove_tree` would refuse ``path`` now (something is mounted below it), as
+    a sentence; None when nothing is, or ``path`` is not a directory."""
+    try:
+        top = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return _mount_below(path, top.st_dev) if stat.S_ISDIR(top.st_mode) else None
+
+
+def _mount_below(path: Path, dev: int) -> str | None:
+    """The first mount point below ``path`` as a refusal (one read of the mount table; a walk
+    comparing device numbers where there is no ``/proc``), or None."""
     from .mounts import mount_points_below
 
     below = mount_points_below(path)
     if below is not None:
-        if below:
-            first = os.path.join(path, sorted(below)[0])
-            raise BdevError(_(
-                "{first} is a mount point inside {path}; unmount it before removing"
-            ).format(first=first, path=path))
-        return
+        first = os.path.join(path, sorted(below)[0]) if below else None
+    else:
+        first = next(_other_devices(path, dev), None)
+    if first is None:
+        return None
+    return _("{first} is a mount point inside {path}; unmount it before removing").format(first=first, path=path)
+
+
+def _other_devices(path: Path, dev: int) -> Iterator[str]:
+    """Directories below ``path`` on another device than ``dev`` (mount points), walking."""
     for root, dirs, _files in os.walk(path):
         for d in dirs:
             full = os.path.join(root, d)
             try:
                 if os.lstat(full).st_dev != dev:
-                    raise BdevError(_(
-                        "{full} is a mount point inside {path}; unmount it before removing"
-                    ).format(full=full, path=path))
+                    yield full
             except FileNotFoundError:
                 continue
 

@@ -104,7 +104,9 @@ class Translator:
 
 @lru_cache(maxsize=None)
 def _catalog(domain: str, localedir: str, langs: tuple[str, ...]) -> gettext.NullTranslations:
-    return gettext.translation(domain, localedir, languages=list(langs) or ["C"], fallback=True)
+    if not langs:  # English: no catalog to look for (gettext would import locale to find none)
+        return gettext.NullTranslations()
+    return gettext.translation(domain, localedir, languages=list(langs), fallback=True)
 
 
 def translator(domain: str, package_dir: Path) -> Translator:

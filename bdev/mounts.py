@@ -1,4 +1,10 @@
-"""Temporary mount points that survive nothing but their process.
+"""The mount table, and temporary mount points that survive nothing but their process.
+
+The mount table is read from ``/proc/self/mountinfo`` once and then served from memory for as
+long as the kernel says it has not changed: the open file is polled (``POLLPRI``, which the
+kernel raises on every mount, unmount or remount in the namespace, by any process) before each
+use, and read again when it has.  So an operation that asks several times reads it once,
+and an answer is never older than the last mount change.
 
 :func:`temporary_mountpoint` makes a directory ``<run>/bdev/mnt/<pid>-<starttime>-<random>``
 (``<run>`` is ``/run`` for root, ``$XDG_RUNTIME_DIR`` or the temp directory otherwise).  If the
@@ -13,8 +19,9 @@ import contextlib
 import logging
 import os
 import re
-import secrets
+import select
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,14 +71,102 @@ def unescape(field: str) -> str:
     return _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
+class _MountTable:
+    """This process's parsed ``/proc/self/mountinfo``, read again only when the kernel flags a
+    change on the file kept open (``POLLPRI``/``POLLERR``, see ``proc(5)``).  The file is
+    reopened in a forked child (a shared file description would let one process consume the
+    other's change event) and after the process moves to another mount namespace."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handle: int | None = None
+        self._owner: tuple[int, int] | None = None  # (pid, mount namespace inode) of the open file
+        self._poller: "select.poll | None" = None
+        self._entries: list[MountEntry] | None = None
+        self.reads = 0  # how many times the table was read and parsed (tests, diagnostics)
+
+    def entries(self) -> list[MountEntry] | None:
+        """The current mount table (a new list), or None without ``/proc``."""
+        with self._lock:
+            try:
+                owner = (os.getpid(), os.stat("/proc/self/ns/mnt").st_ino)
+            except OSError:
+                owner = None
+            if owner is None or owner != self._owner:
+                self._close()
+                if owner is None:  # no /proc: nothing to watch, read the file as it is
+                    return _read_file(MOUNTINFO)
+                self._open(owner)
+            elif not self._changed():
+                return None if self._entries is None else list(self._entries)
+            self._entries = self._load()
+            return None if self._entries is None else list(self._entries)
+
+    def _open(self, owner: tuple[int, int]) -> None:
+        try:
+            self._handle = os.open(MOUNTINFO, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        self._owner = owner
+        self._poller = select.poll()
+        self._poller.register(self._handle, select.POLLPRI)
+
+    def _changed(self) -> bool:
+        if self._poller is None:
+            return True
+        events = self._poller.poll(0)  # also resets the file's change mark
+        return any(mask & (select.POLLPRI | select.POLLERR) for _fd, mask in events)
+
+    def _load(self) -> list[MountEntry] | None:
+        if self._handle is None:
+            return _read_file(MOUNTINFO)
+        self.reads += 1
+        try:
+            os.lseek(self._handle, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(self._handle, 65536):
+                chunks.append(chunk)
+        except OSError:
+            self._close()
+            return _read_file(MOUNTINFO)
+        return _parse(b"".join(chunks).decode("utf-8", "surrogateescape"))
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._handle)
+        self._handle = self._poller = self._owner = self._entries = None
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (another thread may have held the parent's) and no
+        table (the open file is the parent's)."""
+        self._lock = threading.Lock()
+        self._close()
+
+
+_TABLE = _MountTable()
+os.register_at_fork(after_in_child=_TABLE.after_fork)
+
+
 def _read(mountinfo: str) -> list[MountEntry] | None:
+    """The entries of ``mountinfo``: this process's table from :data:`_TABLE`, another file
+    (tests) read now; None when it cannot be read."""
+    return _TABLE.entries() if mountinfo == MOUNTINFO else _read_file(mountinfo)
+
+
+def _read_file(mountinfo: str) -> list[MountEntry] | None:
     try:
         with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
-            lines = fh.read().splitlines()
+            text = fh.read()
     except OSError:
         return None
+    return _parse(text)
+
+
+def _parse(text: str) -> list[MountEntry]:
+    """The entries of a mountinfo text."""
     entries = []
-    for line in lines:
+    for line in text.splitlines():
         fields = line.split(" ")
         try:
             sep = fields.index("-", 6)
@@ -166,7 +261,8 @@ def temporary_mountpoint(label: str = "") -> Iterator[Path]:
     root = mounts_root()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     pid = os.getpid()
-    name = f"{pid}-{_start_time(pid)}-{secrets.token_hex(4)}" + (f"-{label}" if label else "")
+    # os.urandom as secrets.token_hex does, without importing secrets (hmac, OpenSSL: slow to load)
+    name = f"{pid}-{_start_time(pid)}-{os.urandom(4).hex()}" + (f"-{label}" if label else "")
     path = root / name
     path.mkdir(mode=0o700)
     try:

@@ -29,7 +29,7 @@ import pluggy
 
 from . import hookspecs
 from .backend import Backend
-from .errors import BackendUnavailable, ConfigError, NotFound
+from .errors import ConfigError, NotFound
 from .i18n import _
 from .records import Rootfs
 from .templates import Template
@@ -146,7 +146,7 @@ class Registry:
         backend = self.backend(name)
         reasons = backend.unavailable_reasons()
         if reasons:
-            raise BackendUnavailable("; ".join(reasons), reasons=reasons, backend=backend.name)
+            raise backend.unavailable_error(reasons)
         return backend
 
     def best_candidates(self) -> list[Backend]:

@@ -6,6 +6,7 @@ payload with bdev.  Everything is undone on the way out, on errors too.
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -110,7 +111,9 @@ def make_place(setup: Setup, workdir: Path, image_size: int, bdev: Callable[...,
             from bdev_zfs.testing import zfs_daemon, zfs_pool
 
             stack.enter_context(zfs_daemon(directory, timeout=ZFS_DAEMON_TIMEOUT))
-            root = stack.enter_context(zfs_pool("bdevbench", directory / "pool.img", str(image_size)))
+            # zfs-fuse keeps every pool it ever imported in its cache: the pid keeps a pool left
+            # (faulted, its image gone) by a run that was killed from blocking this one's name
+            root = stack.enter_context(zfs_pool(f"bdevbench{os.getpid()}", directory / "pool.img", str(image_size)))
             stack.enter_context(environment(CONF_ENV, str(lxc_conf_with(directory, {"lxc.bdev.zfs.root": root}))))
             place = Place(setup, directory / "lxc", directory, ["--zfsroot", root], zfs_root=root)
         else:

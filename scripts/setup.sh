@@ -10,10 +10,10 @@ APT_PACKAGES=(
   btrfs-progs xfsprogs e2fsprogs util-linux mount rsync attr acl
   busybox-static uidmap lxc libcap2-bin squashfs-tools zfs-fuse
   lvm2 thin-provisioning-tools python3-pyudev python3-seccomp python3-prctl iproute2
-  openssh-server openssh-client python3-zstandard debootstrap zstd xz-utils
+  openssh-server openssh-client python3-zstandard debootstrap zstd xz-utils psmisc
   qemu-system-x86 qemu-utils
   man-db groff-base locales bash-completion zsh python3-matplotlib
-  ceph-mon ceph-osd ceph-common python3-rbd python3-rados rbd-fuse fuse
+  ceph-mon ceph-mgr ceph-osd ceph-common python3-rbd python3-rados rbd-fuse fuse
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -96,12 +96,32 @@ def test_no_subcommand_is_a_usage_error() -> None:
     assert "Usage:" in result.stdout
 
 
-def test_version_names_bdev_and_plugins() -> None:
+def test_version_names_bdev_and_with_v_its_plugins() -> None:
     result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0, result.stderr
+    assert re.fullmatch(r"bdev \S+\n", result.stdout), result.stdout
+    result = CliRunner().invoke(cli, ["-v", "--version"])
     assert result.exit_code == 0, result.stderr
     first, *rest = result.stdout.splitlines()
     assert first.startswith("bdev ")
     assert any(line.strip().startswith("dir: bdev-dir ") for line in rest), result.stdout
+
+
+def test_top_help_lists_core_commands_then_the_plugins_ones() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0, result.stderr
+    commands, offered = result.stdout.split("Commands:", 1)[1].split("Plugin commands:", 1)
+    assert {line.split()[0] for line in commands.splitlines() if line.strip()} == set(cli.commands)
+    from bdev.engine.context import default_registry
+
+    assert {line.split()[0] for line in offered.splitlines() if line.strip()} == {
+        command.name for command, _plugin in default_registry().commands()}
+
+    listed = CliRunner().invoke(cli, ["backends"]).stdout
+    plugin_names = {command.name for command, _plugin in default_registry().commands()}
+    assert "start" in plugin_names  # bdev-runtime's, installed with the project
+    line = next(line for line in listed.splitlines() if line.startswith("Plugin commands: "))
+    assert all(f"{name} (" in line for name in plugin_names), line
 
 
 def test_missing_argument_is_clicks_usage_error(lxcpath: Path) -> None:
@@ -452,7 +472,7 @@ def test_broken_plugin_is_reported_by_name(tmp_path: Path) -> None:
     assert any(line.split()[:1] == ["dir"] for line in proc.stdout.splitlines())
     problems = proc.stdout.split("Plugin problems:", 1)[1]
     assert "broken" in problems and "broken on purpose" in problems
-    version = run_bdev("--version", env=env)
+    version = run_bdev("-v", "--version", env=env)
     assert "broken" in version.stdout and "failed" in version.stdout
     document = json.loads(run_bdev("backends", "--format", "json", env=env).stdout)
     assert [p["plugin"] for p in document["problems"]] == ["broken"]

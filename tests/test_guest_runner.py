@@ -177,8 +177,8 @@ def test_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BDEV_GUEST_TIMEOUT", raising=False)
     monkeypatch.delenv("BDEV_GUEST_PROFILE", raising=False)
     args = guest.parse_args([])
-    assert args.timeout == 45 * 60 and args.suites == ["lvm", "zfs", "btrfs"] and args.pytest_args == []
-    assert args.profile == "full" and guest.parse_args(["--profile", "ci"]).suites == ["lvm", "zfs"]
+    assert args.timeout == 45 * 60 and args.suites == ["lvm", "zfs", "btrfs", "rbd"] and args.pytest_args == []
+    assert args.profile == "full" and guest.parse_args(["--profile", "ci"]).suites == ["lvm", "zfs", "rbd"]
     assert guest.parse_args(["--profile", "ci", "--suites", "btrfs"]).suites == ["btrfs"]
     args = guest.parse_args(["--suites", "zfs,lvm", "--timeout", "10m", "--", "-x", "-k", "snapshot"])
     assert args.suites == ["zfs", "lvm"] and args.timeout == 600 and args.pytest_args == ["-x", "-k", "snapshot"]
@@ -511,6 +511,14 @@ def test_the_guest_has_the_storage_tools_and_modules_under_test() -> None:
     assert "zfs-fuse" not in debian_packages(), "zfs-fuse conflicts with kernel ZFS's zfsutils-linux"
 
 
+def test_the_guest_has_what_the_rbd_suite_needs() -> None:
+    """The throwaway cluster's packages (as bdev.testing.ceph lists them) and rbd-nbd, so the
+    rbd suite maps images through both kernel drivers instead of skipping."""
+    from bdev.testing.ceph import PACKAGES
+
+    assert {*PACKAGES, "rbd-nbd", "fuse"} - debian_packages() == set()
+
+
 # ---------------------------------------------------------------------------- the scripts
 
 
@@ -524,4 +532,4 @@ def test_guest_test_sh_can_be_skipped_and_says_so_loudly() -> None:
 def test_guest_suite_sh_refuses_an_unknown_suite_before_touching_anything() -> None:
     proc = subprocess.run([str(VAGRANT / "guest-suite.sh"), "--suites", "lvm,bogus"], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "unknown suite 'bogus' (known: lvm zfs btrfs contract)" in proc.stderr
+    assert "unknown suite 'bogus' (known: lvm zfs btrfs rbd contract)" in proc.stderr

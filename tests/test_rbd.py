@@ -8,15 +8,20 @@ names, the OSD killed mid-copy)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -479,28 +484,66 @@ def test_watchdog_is_a_detached_process_that_ends_with_its_mount(rlxc: Path, sam
     c.destroy()
 
 
-def test_runtime_starts_an_rbd_container(rlxc: Path, tmp_path: Path) -> None:
-    """``lxc-start`` of an rbd container: the monitor mounts the image (librados and, here,
-    rbd-fuse in its own process) and then forks the container's init, which must not block on
-    a lock a librados or watchdog thread held at the fork; the container runs on the image's
-    filesystem, writes to it, and stops."""
+def lock_holders(cluster: CephCluster, name: str) -> list[str]:
+    """The cookies of the locks on image ``name``."""
+    return [cookie for _client, cookie, _address in (image_info(cluster, name)["lockers"] or {}).get("lockers", [])]
+
+
+@pytest.mark.parametrize("stop", ["halt", "kill"])
+def test_runtime_starts_an_rbd_container(rlxc: Path, tmp_path: Path, ceph: CephCluster, stop: str) -> None:
+    """``lxc-start`` of an rbd container: the monitor locks and attaches the image (librados
+    and, here, rbd-fuse) in the host's namespaces and then forks the container's init, which
+    must not block on a lock a librados or watchdog thread held at the fork, and mounts it; the
+    container runs on the image's filesystem and writes to it *without syncing*.  Stopped
+    (halted, or killed), the kernel's final unmount of the container's filesystem still
+    reaches Ceph (rbd-fuse is not a process of the container, so it outlives it), and the
+    monitor then detaches the image and releases its lock: nothing written is lost, no daemon
+    or lock stays behind."""
     try:
         _busybox(None, rlxc, "c1", tmp_path)
         started = _lxc(None, "lxc-start", "-P", rlxc, "-n", "c1")
         assert started.returncode == 0, started.stdout + started.stderr
         root = _root_mount(None, rlxc, "c1")
         assert root.split()[2] == "ext4", root
-        wrote = _lxc(None, "lxc-attach", "-P", rlxc, "-n", "c1", "--", "/bin/sh", "-c", "echo inside > /etc/mark; sync")
+        assert [json.loads(cookie)["mount"] for cookie in lock_holders(ceph, "c1")] == ["container c1"]
+        payload = "dd if=/dev/urandom of=/etc/blob bs=64k count=64 2>/dev/null; md5sum /etc/blob > /etc/mark"
+        wrote = _lxc(None, "lxc-attach", "-P", rlxc, "-n", "c1", "--", "/bin/sh", "-c", payload)
         assert wrote.returncode == 0, wrote.stderr
-        stopped = _lxc(None, "lxc-stop", "-P", rlxc, "-n", "c1", "-t", "20")
+        expected = _lxc(None, "lxc-attach", "-P", rlxc, "-n", "c1", "--", "cat", "/etc/mark").stdout
+        stopped = _lxc(None, "lxc-stop", "-P", rlxc, "-n", "c1", *(["-t", "20"] if stop == "halt" else ["-k"]))
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert fuse_daemons() == [] and lock_holders(ceph, "c1") == [], "the stopped container's attachment stayed"
         with backend().accessed(Container("c1", rlxc).rootfs) as path:  # read-write: replays the journal
-            assert (path / "etc/mark").read_text() == "inside\n"
+            digest = hashlib.md5((path / "etc/blob").read_bytes()).hexdigest()
+            assert (path / "etc/mark").read_text() == expected and expected.startswith(digest), expected
         destroyed = _lxc(None, "lxc-destroy", "-P", rlxc, "-n", "c1")
         assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
         assert "real LXC" not in destroyed.stdout + destroyed.stderr
     finally:
         _stop_and_destroy(None, rlxc, "c1")
+
+
+def test_runtime_starts_an_overlay_clone_of_an_rbd_container(rlxc: Path, tmp_path: Path) -> None:
+    """An overlay layer over an rbd container: the container's init asks Ceph about the lower
+    (exists, lock holders) from its own, empty network namespace, so every connection is made
+    from the host's; it starts, writes into its upper layer only, and stops."""
+    try:
+        _busybox(None, rlxc, "base", tmp_path)
+        copied = _lxc(None, "lxc-copy", "-P", rlxc, "-n", "base", "-N", "layer", "-s", "-B", "overlayfs")
+        assert copied.returncode == 0, copied.stdout + copied.stderr
+        started = _lxc(None, "lxc-start", "-P", rlxc, "-n", "layer")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert _root_mount(None, rlxc, "layer").split()[2] == "overlay"
+        wrote = _lxc(None, "lxc-attach", "-P", rlxc, "-n", "layer", "--", "/bin/sh", "-c", "echo layer > /etc/layer")
+        assert wrote.returncode == 0, wrote.stderr
+        stopped = _lxc(None, "lxc-stop", "-P", rlxc, "-n", "layer", "-t", "20")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert (rlxc / "layer" / "overlay" / "delta" / "etc" / "layer").read_text() == "layer\n"
+        with backend().accessed(Container("base", rlxc).rootfs, readonly=True) as path:
+            assert not (path / "etc/layer").exists()
+    finally:
+        _stop_and_destroy(None, rlxc, "layer")
+        _stop_and_destroy(None, rlxc, "base")
 
 
 # ---------------------------------------------------------------------------- two hosts
@@ -574,7 +617,7 @@ def test_two_hosts_share_a_container(no_leaks: None, tmp_path: Path, ceph: CephC
         started = _lxc(env_b, "lxc-start", "-P", lxc_b, "-n", "shared")
         assert started.returncode == 0, started.stdout + started.stderr
         wrote = _lxc(env_b, "lxc-attach", "-P", lxc_b, "-n", "shared", "--", "/bin/sh", "-c",
-                     "echo started on host b > /etc/motd; sync")
+                     "echo started on host b > /etc/motd")
         assert wrote.returncode == 0, wrote.stdout + wrote.stderr
         refused = _lxc(env_a, "lxc-start", "-P", lxc_a, "-n", "shared")
         print(refused.stderr)
@@ -585,11 +628,7 @@ def test_two_hosts_share_a_container(no_leaks: None, tmp_path: Path, ceph: CephC
         assert mounted.stdout.startswith("ERROR") and "mounted read-write by host host-b" in mounted.stdout, mounted.stdout
         stopped = _lxc(env_b, "lxc-stop", "-P", lxc_b, "-n", "shared", "-t", "20")
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        # The runtime does not unmount through the backend when a container stops: host b's
-        # lock stays until host b's next use of the image finds its mount gone and drops it.
-        released = subprocess.run([sys.executable, str(script), "mount-once", str(lxc_b)], env=env_b,
-                                  capture_output=True, text=True, timeout=120)
-        assert released.stdout.strip() == "READ started on host b", released.stdout + released.stderr
+        assert lock_holders(ceph, "shared") == [], "host b's lock outlived its container"
         seen = subprocess.run([sys.executable, str(script), "mount-once", str(lxc_a)], env=env_a,
                               capture_output=True, text=True, timeout=120)
         assert seen.stdout.strip() == "READ started on host b", seen.stdout + seen.stderr
@@ -697,27 +736,168 @@ def test_name_ceph_rejects_is_one_sentence(ceph: CephCluster) -> None:
     assert "Ceph rejects the name" in _one_sentence(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="the memstore OSD here does not refuse writes beyond memstore_device_bytes: "
-                   "the copy succeeds, so the full-cluster path is not exercised yet (a bluestore OSD on a small "
-                   "file would be)")
-def test_full_cluster_leaves_nothing(no_leaks: None, lxcpath: Path, tmp_path: Path) -> None:
-    """A cluster whose only OSD holds 96 MiB, filled by a 192 MiB copy: one sentence, no
-    container, no image.  The copy runs in a child, so a hang fails the test."""
+FULL = {
+    "pool quota": "pool lxc is full (quota 16.0 MiB)",
+    "full OSD": "the Ceph cluster is full (pool lxc takes no more data)",
+}
+
+
+@pytest.fixture(scope="module")
+def quota_ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephCluster]:
+    """A cluster with a manager, for the full-pool tests: the monitor enforces a pool quota
+    only from the statistics a manager gathers."""
+    problem = ceph_unavailable_reason(manager=True)
+    if problem:
+        pytest.skip(f"a Ceph manager is needed to enforce pool quotas: {problem}")
+    with throwaway_cluster(tmp_path_factory.mktemp("quota"), manager=True) as cluster:
+        yield cluster
+
+
+def pool_is_full(cluster: CephCluster) -> bool:
+    """Whether the monitor has marked the cluster's pool full (over its quota, or on a full
+    OSD)."""
+    pools = json.loads(cluster.ceph("osd", "pool", "ls", "detail", "--format", "json"))
+    return "full" in next(p for p in pools if p["pool_name"] == cluster.pool)["flags_names"].split(",")
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll ``condition`` until it holds; fail the test naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.1)
+
+
+def set_quota(cluster: CephCluster, max_bytes: int) -> None:
+    """Set the pool's ``max_bytes`` quota (0: none)."""
+    cluster.ceph("osd", "pool", "set-quota", cluster.pool, "max_bytes", str(max_bytes))
+
+
+def lift_quota(cluster: CephCluster) -> None:
+    """No quota on the pool any more, and the monitor sees it has room."""
+    set_quota(cluster, 0)
+    wait_for(lambda: not pool_is_full(cluster), "lifting the quota")
+
+
+def test_full_pool_stops_a_copy_and_leaves_nothing(no_leaks: None, lxcpath: Path, tmp_path: Path,
+                                                    quota_ceph: CephCluster) -> None:
+    """The pool goes over its quota while a copy writes into a new image through rbd-fuse and
+    a loop device: the copy is paused once it writes, the quota set and enforced, then it goes
+    on.  rbd-fuse would wait for room for ever; the watchdog sees the full pool and aborts it,
+    and the create fails in one sentence saying the pool is full, with no container, no image
+    (its data is freed so the removal gets through) and no rbd-fuse daemon left.  The copy
+    runs in a child, so a hang fails the test."""
     big = tmp_path / "big"
     (big / "etc").mkdir(parents=True)
-    for i in range(6):
-        (big / f"blob{i}").write_bytes(os.urandom(32 << 20))
+    blob = os.urandom(16 << 20)
+    for i in range(24):
+        (big / f"blob{i:02}").write_bytes(blob)
     script = tmp_path / "child.py"
     script.write_text(COPY_CHILD)
-    with throwaway_cluster(tmp_path / "small", device_bytes=96 << 20) as small:
-        conf = write_hermetic_lxc_conf(tmp_path)
-        conf.write_text(conf.read_text() + _conf_lines(small))
-        out, err = _run_copy_child(script, lxcpath, big, dict(os.environ, BDEV_LXC_CONF=str(conf)))
-        print("full cluster:", out.strip())
+    conf = write_hermetic_lxc_conf(tmp_path)
+    conf.write_text(conf.read_text() + _conf_lines(quota_ceph))
+
+    def fill_up_while_paused() -> None:
+        child = _copying_child()
+        os.kill(child, signal.SIGSTOP)
+        try:
+            set_quota(quota_ceph, 16 << 20)
+            wait_for(lambda: pool_is_full(quota_ceph), "enforcing the quota")
+        finally:
+            os.kill(child, signal.SIGCONT)
+
+    try:
+        out, err = _run_copy_child(script, lxcpath, big, dict(os.environ, BDEV_LXC_CONF=str(conf)),
+                                   before=fill_up_while_paused)
+        print("full pool:", out.strip())
         assert out.startswith("ERROR") and "Traceback" not in out + err, out + err[-2000:]
+        assert FULL["pool quota"] in out and len(out.strip().splitlines()) == 1, out
+        assert float(out.split()[1]) < 90
         assert [x.name for x in list_containers(lxcpath)] == []
-        assert images(small) == []
+        assert images(quota_ceph) == []
+    finally:
+        lift_quota(quota_ceph)
+        purge(quota_ceph)
     assert fuse_daemons() == []
+
+
+def _copying_child() -> int:
+    """The pid of this test's copy child, from its rbd-fuse attachment's record."""
+    from bdev_rbd._attach import fuse_root
+
+    for record in fuse_root().glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pid = int(json.loads(record.read_text())["pid"])
+            if _child_of_this_session(Path(f"/proc/{pid}")):
+                return pid
+    raise AssertionError("the copy child has no rbd-fuse attachment")
+
+
+@pytest.mark.parametrize("full", FULL)
+def test_full_pool_refuses_new_images_and_clones(no_leaks: None, lxcpath: Path, sample: Path, tmp_path: Path,
+                                                  request: pytest.FixtureRequest, full: str) -> None:
+    """In a pool with no room (over a 16 MiB quota, or on a cluster whose only OSD, of
+    128 MiB, is full), creating a container and a snapshot clone of one fail at once (no wait
+    for room) in one sentence saying why; nothing is left: no container, no image, no
+    snapshot of the origin."""
+    fillers = [f"filler{i}" for i in range(40)]
+    with contextlib.ExitStack() as stack:
+        if full == "pool quota":
+            cluster: CephCluster = request.getfixturevalue("quota_ceph")
+        else:
+            cluster = stack.enter_context(throwaway_cluster(tmp_path / "small", device_bytes=128 << 20))
+        conf = write_hermetic_lxc_conf(tmp_path)
+        conf.write_text(conf.read_text() + _conf_lines(cluster))
+        stack.enter_context(environment("BDEV_LXC_CONF", str(conf)))
+        handle, io = ioctx(cluster)
+        io.set_osdmap_full_try()  # this test's own writes and deletes must not wait for room
+        stack.callback(handle.shutdown)
+        stack.callback(io.close)
+        stack.callback(purge, cluster)
+        origin = Container("origin", lxcpath)
+        origin.create(backend="rbd", source=sample)
+        if full == "pool quota":
+            stack.callback(lift_quota, cluster)
+            set_quota(cluster, 16 << 20)
+        stack.callback(_remove_objects, io, fillers)
+        _fill(io, fillers)
+        wait_for(lambda: pool_is_full(cluster), f"the pool filling up ({full})")
+        for attempt in (lambda: Container("c1", lxcpath).create(backend="rbd", source=sample),
+                        lambda: origin.clone("snapclone", snapshot=True)):
+            start = time.monotonic()
+            with pytest.raises(BdevError) as err:
+                attempt()
+            message = _one_sentence(err.value)
+            print(f"{full}, {time.monotonic() - start:.1f} s: {message}")
+            assert FULL[full] in message, message
+            assert time.monotonic() - start < 20
+            assert [x.name for x in list_containers(lxcpath)] == ["origin"]
+            assert images(cluster) == ["origin"] and image_info(cluster, "origin")["snaps"] == []
+        _remove_objects(io, fillers)
+        origin.destroy()
+        assert images(cluster) == []
+
+
+def _fill(io: Any, names: list[str]) -> None:
+    """Write 4 MiB objects ``names`` until they are all written or Ceph says there is no room."""
+    import rados
+
+    for name in names:
+        try:
+            io.write_full(name, os.urandom(4 << 20))
+        except rados.Error as exc:
+            if getattr(exc, "errno", None) in (errno.EDQUOT, errno.ENOSPC):
+                return
+            raise
+
+
+def _remove_objects(io: Any, names: list[str]) -> None:
+    """Remove the RADOS objects ``names`` that exist."""
+    import rados
+
+    for name in names:
+        with contextlib.suppress(rados.ObjectNotFound):
+            io.remove_object(name)
 
 
 def _copying_into(source: Path) -> bool:

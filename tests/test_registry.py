@@ -659,13 +659,26 @@ def test_a_name_that_is_no_entry_point_loads_every_plugin(make_dist: MakeDist) -
         registry.backend("nosuchfs")
 
 
-def test_lxc_ls_on_an_empty_lxcpath_imports_no_plugin(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("module", "argv", "unwanted"), [
+    ("bdev.cli.lxc.ls", ["lxc-ls", "-P", "{empty}"], ("pluggy", "importlib.metadata", "bdev.api")),
+    ("bdev.cli.lxc.ls", ["lxc-ls", "-P", "{empty}", "-1"], ("pluggy", "importlib.metadata", "bdev.api")),
+    ("bdev.cli.main", ["bdev", "-P", "{empty}", "ls"], ("pluggy", "importlib.metadata", "bdev.api")),
+    # --version reads bdev's own version through importlib.metadata, by name: no entry-point scan
+    ("bdev.cli.main", ["bdev", "--version"], ("pluggy",)),
+], ids=["lxc-ls", "lxc-ls-1", "bdev-ls", "bdev-version"])
+def test_start_up_imports_no_plugin(tmp_path: Path, module: str, argv: list[str], unwanted: tuple[str, ...]) -> None:
+    """Commands that need no backend neither import a plugin (nor pluggy, which loads them) nor
+    scan entry points (importlib.metadata); listing an empty lxcpath does not import the API."""
+    argv = [arg.format(empty=tmp_path) for arg in argv]
     probe = (
         "import runpy, sys\n"
-        f"sys.argv = ['lxc-ls', '-P', {str(tmp_path)!r}]\n"
-        "try:\n    runpy.run_module('bdev.cli.lxc.ls', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in sys.modules if m.startswith('bdev_') or m in ('pluggy', 'importlib.metadata')))\n"
+        f"sys.argv = {argv!r}\n"
+        f"try:\n    runpy.run_module({module!r}, run_name='__main__')\nexcept SystemExit as exc:\n"
+        "    print('exit', exc.code, file=sys.stderr)\n"
+        f"print(sorted(m for m in sys.modules if m.startswith('bdev_') or m in {unwanted!r}))\n"
     )
     from bdev.command import run
 
-    assert run([sys.executable, "-c", probe]).stdout.strip() == "[]"
+    proc = run([sys.executable, "-c", probe])
+    assert proc.stderr.strip() == "exit 0", proc.stderr
+    assert proc.stdout.splitlines()[-1] == "[]"

@@ -19,7 +19,7 @@ import pytest
 
 from bdev.api import Container
 from bdev.command import run, which
-from bdev.errors import BdevError
+from bdev.errors import BdevError, Busy
 from bdev.mounts import mount_at
 from bdev.records import CreateOptions, Placement, Rootfs
 from bdev.store.layout import JOURNAL
@@ -680,3 +680,73 @@ def test_plain_clone_is_sent_and_received(zlxc: Path, sample: Path, zfs_pool: st
     origin.destroy()
     assert matches(copy, sample) == []
     copy.destroy()
+
+
+def test_destroy_with_snapshots_refused_while_a_process_uses_the_dataset(zlxc: Path, sample: Path, zfs_pool: str) -> None:
+    """A process working in the mounted dataset keeps ZFS from unmounting and destroying it:
+    ``destroy -s`` says so before destroying any snapshot, and everything stays whole (it used
+    to destroy the snapshots, force the unmount, fail, and leave a journal that finished the
+    destroy at the next command)."""
+    if not which("fuser"):
+        pytest.skip("fuser (psmisc) is not installed: the zfs backend cannot tell a busy dataset without it")
+    c = Container("c1", zlxc)
+    c.create(backend="zfs", source=sample)
+    assert c.snapshot() == "snap0" and c.snapshot() == "snap1"
+    dataset = c.rootfs.source
+    with zfs_backend().accessed(c.rootfs) as path:
+        user = subprocess.Popen(["sleep", "600"], cwd=path)
+        try:
+            with pytest.raises(Busy) as refused:
+                c.destroy(with_snapshots=True)
+        finally:
+            user.kill()
+            user.wait()
+    assert str(refused.value) == (f"container 'c1' (backend zfs): dataset {dataset} is mounted on {path} and in use "
+                                  f"by {user.pid} (sleep); stop them or unmount it before destroying.")
+    snaps = c.snapshot_list()
+    assert [s.name for s in snaps] == ["snap0", "snap1"] and not (c.directory / JOURNAL).exists()
+    assert matches(c, sample) == []
+    for snap in snaps:
+        assert read(Container(snap.name, snap.lxcpath), "etc/motd") == (sample / "etc/motd").read_text()
+    c.destroy(with_snapshots=True)
+    assert datasets(zfs_pool) == []
+
+
+@pytest.mark.parametrize("layered", [False, True], ids=["zfs", "overlay-over-zfs"])
+def test_runtime_starts_a_zfs_container(zlxc: Path, tmp_path: Path, zfs_pool: str, layered: bool) -> None:
+    """``lxc-start`` of a zfs container.  zfs-fuse mounts in the host's mount namespace
+    whoever asks, so the monitor mounts the dataset there for the container's life
+    (``Backend.running``) and the init binds it; kernel ZFS mounts in the init.  The container
+    writes, stops, and the dataset is left unmounted with its ``mountpoint`` back home."""
+    bin_dir = Path(sys.executable).parent
+    net = tmp_path / "net.conf"
+    net.write_text("lxc.net.0.type = empty\n")
+
+    def lxc(tool: str, *args: str, name: str = "c1") -> subprocess.CompletedProcess:
+        return subprocess.run([str(bin_dir / tool), "-P", str(zlxc), "-n", name, *args], capture_output=True,
+                              text=True, timeout=120)
+
+    name = "layer" if layered else "c1"
+    try:
+        created = lxc("lxc-create", "-t", "busybox", "-B", "zfs", "-f", str(net))
+        assert created.returncode == 0, created.stderr
+        if layered:  # over a frozen read-only clone, a dataset the init mounts as a lower
+            copied = lxc("lxc-copy", "-N", name, "-s", "-B", "overlayfs")
+            assert copied.returncode == 0, copied.stderr
+        container = Container(name, zlxc)
+        mounted = ([lower for lower in json.loads((container.directory / "overlay/lowers.json").read_text())["lowers"]]
+                   [0]["source"] if layered else container.rootfs.source)
+        home = prop(mounted, "mountpoint")
+        started = lxc("lxc-start", name=name)
+        assert started.returncode == 0, started.stderr
+        shown = lxc("lxc-attach", "--", "/bin/sh", "-c", "grep ' / ' /proc/mounts; echo inside > /etc/mark", name=name)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert shown.stdout.split()[:2] == (["overlay", "/"] if layered else [mounted, "/"]), shown.stdout
+        stopped = lxc("lxc-stop", "-t", "20", name=name)
+        assert stopped.returncode == 0, stopped.stderr
+        assert prop(mounted, "mounted") == "no" and prop(mounted, "mountpoint") == home
+        assert read(container, "etc/mark") == "inside\n"
+    finally:
+        for each in ([name] if layered else []) + ["c1"]:
+            lxc("lxc-stop", "-k", name=each)
+            lxc("lxc-destroy", "-f", name=each)

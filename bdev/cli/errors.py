@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -60,11 +59,19 @@ def _silence_stdout() -> None:
         pass
 
 
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback behind ``exc`` on standard error (``traceback`` is imported only then:
+    it costs start-up time every command would pay)."""
+    import traceback
+
+    traceback.print_exception(exc, file=sys.stderr)
+
+
 def exit_code_for(exc: BaseException, prog: str) -> int:
     """Report ``exc`` per the policy above and return the exit status to use."""
     if isinstance(exc, BdevError):
         if debugging():
-            traceback.print_exception(exc, file=sys.stderr)
+            _print_traceback(exc)
         error_line(prog, str(exc))
         return int(getattr(exc, "exit_code", 1) or 1)
     if isinstance(exc, (KeyboardInterrupt, click.Abort)):
@@ -74,7 +81,7 @@ def exit_code_for(exc: BaseException, prog: str) -> int:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     if debugging():
-        traceback.print_exception(exc, file=sys.stderr)
+        _print_traceback(exc)
     detail = str(exc).strip().splitlines()
     message = f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
     error_line(prog, _(

@@ -77,15 +77,17 @@ def describe_or_error(container: "Container") -> "Listed | BdevError":
 def containers(session: "Session", lxcpath: str | None = None) -> list["Container"]:
     """Every container of the lxcpath (``-P``, or LXC's default), sorted by name; none
     when the lxcpath does not exist."""
-    from ..api import list_containers
-
     path = session.lxcpath(lxcpath)
     try:
-        os.lstat(path)
+        names = os.listdir(path)
     except FileNotFoundError:
         return []
     except OSError as exc:  # unreadable: say so rather than list nothing
         from ..errors import from_os_error
 
         raise from_os_error(exc) from exc
+    if all(name.startswith(".") for name in names):
+        return []  # nothing to list or repair (both skip dot entries): the API is not even imported
+    from ..api import list_containers
+
     return list_containers(path)  # plugins load only if a rootfs must be interpreted

@@ -5,12 +5,11 @@ Global options come before the subcommand: ``bdev -P /srv/lxc -q snapshot create
 
 from __future__ import annotations
 
-import logging
 from typing import NoReturn
 
 import click
 
-from ..i18n import N_, option
+from ..i18n import N_, _, option
 from . import logsetup
 from .commands import clone, convert, create, destroy, inspect, plugins, scaffold, snapshot, storage
 from .errors import GuardedGroup, run
@@ -48,6 +47,17 @@ class PluginCommandsGroup(GuardedGroup):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return super().get_command(ctx, cmd_name) or self._plugin_commands().get(cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The help's command lists: the core's commands, then those the installed plugins
+        add (the runtime's start, stop, attach ...), which loads the plugins: only a help
+        asks for them, never ``--version`` or ``lxc-ls``."""
+        click.Group(self.name, commands=self.commands).format_commands(ctx, formatter)
+        offered = self._plugin_commands()
+        if offered:
+            limit = formatter.width - 6 - max(len(name) for name in offered)
+            with formatter.section(_("Plugin commands")):
+                formatter.write_dl([(name, offered[name].get_short_help_str(limit)) for name in sorted(offered)])
+
 
 @click.group(
     PROG,
@@ -59,15 +69,17 @@ class PluginCommandsGroup(GuardedGroup):
 @option("-P", "--lxcpath", metavar="PATH", help=N_("The lxcpath (default: LXC's, from lxc.conf)."))
 @option("-q", "--quiet", is_flag=True, help=N_("Do not print operation messages (errors still are)."))
 @option("-v", "--verbose", is_flag=True, help=N_("Log what bdev does, each external command included, on stderr."))
-@option("--version", is_flag=True, help=N_("Print bdev's version and each plugin's distribution and version."))
+@option("--version", is_flag=True, help=N_(
+    "Print bdev's version; with -v, also each plugin's distribution and version."
+))
 @click.pass_context
 def cli(ctx: click.Context, lxcpath: str | None, quiet: bool, verbose: bool, version: bool) -> None:
     """Pluggable storage backends and snapshots for LXC-compatible containers."""
-    logsetup.configure(PROG, logging.DEBUG if verbose else None)
+    logsetup.configure(PROG, logsetup.DEBUG if verbose else None)
     session = Session(PROG, lxcpath=lxcpath, quiet=quiet)
     ctx.obj = session
     if version:
-        click.echo(plugins.version_text(session))
+        click.echo(plugins.version_text(session, with_plugins=verbose))
         ctx.exit(0)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())

@@ -7,7 +7,6 @@ stable keys (each command's help lists them), two-space indented, keys in a fixe
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -62,4 +61,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 def emit_json(document: Any) -> None:
     """Print ``document`` as JSON on standard output."""
+    import json  # only JSON output needs it: not loaded at every start-up
+
     click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))

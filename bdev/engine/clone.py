@@ -83,6 +83,10 @@ def clone_locked(
     source_backend = ctx.registry.backend_for(source_rootfs)
     if is_running(source):
         raise Busy(_("is running; stop it before cloning or snapshotting"), container=source.label)
+    try:  # its files are read (or snapshotted) through its backend: one that cannot work here is its problem
+        ctx.registry.usable_backend(source_backend.name)
+    except BdevError as exc:
+        raise exc.about(container=source.label)
     try:
         plan = plan_clone(
             ctx.registry, source_rootfs, source_backend, backend, target.placement, options,
@@ -96,7 +100,7 @@ def clone_locked(
     except BdevError as exc:
         raise exc.about(container=target.label)
     mapped = helper_idmap(source_config)  # an ordinary user's mapped rootfs: worked on in its ids
-    with new_container(ctx, target, op, rootfs=intended) as new:
+    with new_container(ctx, target, op, rootfs=intended, origin=source, idmap=mapped) as new:
 
         try:
             outcome = execute_as_owner(mapped, plan, source_rootfs, source_backend, target.placement, options,

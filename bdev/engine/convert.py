@@ -50,6 +50,7 @@ from ..store.layout import DEPENDENTS, JOURNAL, ORIGIN, ContainerRef
 from ..store.legacy import upgrade_in_place
 from ..store.running import is_running
 from . import faults
+from .destroy import refuse_dependents
 from .plan import choose_backend
 
 if TYPE_CHECKING:
@@ -130,7 +131,10 @@ def _plan(ctx: "Context", ref: ContainerRef, target_spec: str, options: CreateOp
     config = ctx.store.load_config(ref)
     old = ctx.store.rootfs_of(ref, config)
     old_backend = ctx.registry.backend_for(old)
-    _refuse_dependents(ctx, ref)
+    refuse_dependents(ctx, ref, _(
+        "clones depend on its rootfs ({names}); converting would change it under them: destroy them, or "
+        "convert them to a backend that does not layer over it, first"
+    ))
     _refuse_shared_snapshots(ctx, ref, old)
     _refuse_same_backend(ctx, target_spec, old_backend)
     target = choose_backend(ctx.registry, target_spec, ref.placement, options)
@@ -201,19 +205,6 @@ def _refuse_same_backend(ctx: "Context", spec: str, old_backend: Backend) -> Non
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if len(names) == 1 and names[0].lower() != "best" and ctx.registry.canonical(names[0]) == old_backend.name:
         raise InvalidInput(_("already uses the {name} backend").format(name=old_backend.name), backend=old_backend.name)
-
-
-def _refuse_dependents(ctx: "Context", ref: ContainerRef) -> None:
-    dependents = ctx.store.dependents(ref)
-    if dependents:
-        names = ", ".join(n for _, n in dependents)
-        raise HasDependents(
-            _(
-                "clones depend on its rootfs ({names}); converting would change it under them: destroy them, or "
-                "convert them to a backend that does not layer over it, first"
-            ).format(names=names),
-            container=ref.name,
-        )
 
 
 def _paths(rootfs: Rootfs) -> list[Path]:

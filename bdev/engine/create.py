@@ -3,12 +3,14 @@ directory or tarball, and an LXC config."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import blockfs
 from ..backend import Backend
 from ..errors import AlreadyExists, BdevError
 from ..i18n import _
@@ -75,6 +77,7 @@ def create(
             ).format(lxcpath=ref.lxcpath), container=ref.name)
         passed_over: list[str] = []
         chosen = choose_backend(ctx.registry, spec, ref.placement, options, passed_over)
+        options = _sized_for_source(chosen, options, source)
         rootfs = chosen.parse(chosen.default_source(ref.placement, options))  # refuses bad paths now
         with new_container(ctx, ref, "create", rootfs=rootfs):
             try:
@@ -103,6 +106,16 @@ def create(
     ctx.notify(_(
         "created {name} on {backend} ({how}) at {directory}{why}"
     ).format(name=ref.name, backend=chosen.name, how=how, directory=ref.directory, why=_why(spec, chosen, passed_over)))
+
+
+def _sized_for_source(backend: Backend, options: CreateOptions, source: str | os.PathLike[str] | None) -> CreateOptions:
+    """Without ``--fssize``, a sized backend (loop, lvm, rbd) gets a device big enough for a
+    ``--source`` directory: LXC's default size (1 GiB), or the tree's usage plus a quarter and
+    64 MiB when that is more, as a full copy into it would."""
+    if options.fssize is not None or source is None or not backend.capabilities.sized or not os.path.isdir(source):
+        return options
+    needed = blockfs.size_for_tree(Path(source), blockfs.DEFAULT_SIZE)
+    return dataclasses.replace(options, fssize=needed) if needed > blockfs.DEFAULT_SIZE else options
 
 
 def _shift_for_idmap(config: LxcConfig, backend: Backend, rootfs: Rootfs, ref: ContainerRef) -> None:

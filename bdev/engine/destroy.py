@@ -1,14 +1,20 @@
 """Destroying containers and snapshots.
 
 Refused, with nothing changed, while the container has snapshots (unless asked to take them)
-or clones that depend on it.  Once started, a destroy is journaled and *rolled forward*: a
-crash midway leaves a journal that the next command uses to finish the job, so a
-half-deleted container never poses as a usable one.
+or clones that depend on it, or while the backend of its rootfs or of a snapshot's would
+refuse to destroy it (mounted elsewhere: :meth:`~bdev.backend.Backend.destroy_refusal`, asked
+of every one before any is destroyed).  Snapshots go before the container, because their
+storage may depend on the container's (zfs and rbd clones, LVM snapshots, overlay layers); the
+container is asked again before each, so one mounted meanwhile stops the destroy with the
+rest intact, and a refusal found late names the snapshots already gone.  Once started, a
+destroy is journaled and *rolled forward*: a crash midway leaves a journal that the next
+command uses to finish the job, so a half-deleted container never poses as a usable one.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import BdevError, Busy, HasDependents, from_os_error
@@ -50,10 +56,12 @@ def destroy(ctx: Context, ref: ContainerRef, *, with_snapshots: bool = False, fo
             raise HasDependents(_(
                 "has {count} snapshot(s) ({names}); destroy them too with -s"
             ).format(count=len(snaps), names=names), container=ref.name)
-        _refuse_dependents(ctx, ref)
-        if snaps:
-            destroy_snapshots_locked(ctx, ref)
-        destroy_locked(ctx, ref)
+        refuse_dependents(ctx, ref)
+        destroyed = destroy_snapshots_locked(ctx, ref, keeping=ref) if snaps else []
+        try:
+            destroy_locked(ctx, ref)
+        except Busy as exc:  # mounted since it was asked: its snapshots are gone, it is whole
+            raise after_snapshots(exc, destroyed) from None
         with contextlib.suppress(OSError):
             legacy_snapshots_dir(ref).rmdir()
     ctx.notify(_("destroyed {name}").format(name=ref.name))
@@ -80,13 +88,42 @@ def _stop_for_destroy(ctx: Context, ref: ContainerRef) -> None:
         ).format(cause=exc.cause), container=ref.name) from None
 
 
-def _refuse_dependents(ctx: Context, ref: ContainerRef) -> None:
+def refuse_dependents(ctx: Context, ref: ContainerRef, sentence: str | None = None) -> None:
+    """Refuse while clones depend on ``ref``'s rootfs (LXC's ``lxc_rdepends``).
+
+    :param sentence: why that stops the operation, translated, with ``{names}`` for the
+        clones; by default destroy's "clones depend on its rootfs ({names}); destroy them first".
+    :raises HasDependents: clones depend on it.
+    """
     dependents = ctx.store.dependents(ref)
     if dependents:
+        sentence = sentence or _("clones depend on its rootfs ({names}); destroy them first")
         names = ", ".join(n for _, n in dependents)
-        raise HasDependents(_(
-            "clones depend on its rootfs ({names}); destroy them first"
-        ).format(names=names), container=ref.label)
+        raise HasDependents(sentence.format(names=names), container=ref.label)
+
+
+def refuse_busy(ctx: Context, refs: Sequence[ContainerRef]) -> None:
+    """Ask the backend of each of ``refs`` (a container, its snapshots) whether destroying its
+    rootfs now would be refused, changing nothing.
+
+    :raises Busy: one would be; the sentence names it, its backend and the backend's cause.
+    """
+    for ref in refs:
+        rootfs = ctx.store.rootfs_of(ref)
+        backend = ctx.registry.backend_for(rootfs)
+        cause = backend.destroy_refusal(rootfs)
+        if cause is not None:
+            raise Busy(cause, container=ref.label, backend=backend.name)
+
+
+def after_snapshots(exc: Busy, destroyed: Sequence[str]) -> Busy:
+    """``exc`` (a refusal found after some snapshots were destroyed: something mounted a
+    rootfs meanwhile) saying which snapshots are gone; everything else is intact."""
+    if destroyed:
+        exc.cause = _(
+            "{cause} (found after destroying its snapshots {names}; everything else is intact)"
+        ).format(cause=str(exc.cause).rstrip(".。"), names=", ".join(destroyed))
+    return exc
 
 
 def destroy_locked(ctx: Context, ref: ContainerRef) -> None:
@@ -100,7 +137,8 @@ def destroy_locked(ctx: Context, ref: ContainerRef) -> None:
 
 
 def _destroy_locked(ctx: Context, ref: ContainerRef) -> None:
-    _refuse_dependents(ctx, ref)
+    refuse_dependents(ctx, ref)
+    refuse_busy(ctx, [ref])  # a refusal now, before the journal, leaves nothing to finish
     rootfs = ctx.store.rootfs_of(ref)
     origin = ctx.store.origin(ref)
     journal = Journal.begin(

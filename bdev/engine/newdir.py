@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AlreadyExists, from_os_error
+from ..errors import AlreadyExists, BdevError, from_os_error
 from ..fsops import remove_tree
 from ..i18n import _
+from ..idmap import parse_idmaps
 from ..records import Rootfs
 from ..store import deps
 from ..store.journal import Journal
 from ..store.layout import DEPENDENTS, JOURNAL, PARTIAL, ContainerRef
 from ..store.lock import _try_lock
+from .idshift import as_mapped_owner, helper_idmap
 
 if TYPE_CHECKING:
+    from ..idmap import IdMap
     from .context import Context
+
+log = logging.getLogger("bdev.engine")
 
 
 class NewContainer:
@@ -40,8 +46,11 @@ class NewContainer:
         self.journal.update(**_rootfs_intent(rootfs))
 
     def intend_dependency(self, origin: ContainerRef) -> None:
-        """Record that the origin's ``lxc_snapshots`` is about to list this container."""
-        self.journal.update(origin_lxcpath=str(origin.lxcpath), origin_name=origin.name)
+        """Record that the origin's ``lxc_snapshots`` is about to list this container (no
+        write when the journal's first write already named that origin)."""
+        intent = _origin_intent(origin)
+        if any(self.journal.get(key) != value for key, value in intent.items()):
+            self.journal.update(**intent)
 
 
 def _rootfs_intent(rootfs: Rootfs) -> dict[str, str]:
@@ -49,12 +58,26 @@ def _rootfs_intent(rootfs: Rootfs) -> dict[str, str]:
     return {"rootfs": rootfs.config_value, "backend": rootfs.backend, "source": rootfs.source}
 
 
+def _origin_intent(origin: ContainerRef) -> dict[str, str]:
+    """The journal fields naming an origin whose ``lxc_snapshots`` may come to list the new
+    container (undoing removes the container from it, if it is there)."""
+    return {"origin_lxcpath": str(origin.lxcpath), "origin_name": origin.name}
+
+
 @contextlib.contextmanager
-def new_container(ctx: "Context", ref: ContainerRef, op: str, rootfs: Rootfs | None = None) -> Iterator[NewContainer]:
+def new_container(
+    ctx: "Context", ref: ContainerRef, op: str, rootfs: Rootfs | None = None, origin: ContainerRef | None = None,
+    idmap: "IdMap | None" = None,
+) -> Iterator[NewContainer]:
     """Create ``ref``'s directory for ``op`` (create, clone, snapshot) all-or-nothing.
 
     ``rootfs``, when known, is recorded in the journal's first write (as
-    :meth:`NewContainer.intend_rootfs` would, one durable write sooner: each costs two fsyncs).
+    :meth:`NewContainer.intend_rootfs` would, one durable write sooner: each costs two fsyncs),
+    and so is ``origin``, a clone's origin that may come to list it as a dependent (as
+    :meth:`NewContainer.intend_dependency` would; undoing when it does not is harmless).
+
+    ``idmap``, an ordinary user's map the new rootfs is written in (a mapped clone), is
+    recorded too: an undo removes that rootfs in those ids, even after a crash.
 
     :raises AlreadyExists: something already occupies the directory.
     """
@@ -75,18 +98,27 @@ def new_container(ctx: "Context", ref: ContainerRef, op: str, rootfs: Rootfs | N
     intent: dict = {"op": op}
     try:
         _try_lock(partial_fd, fcntl.F_WRLCK)
-        journal = Journal.begin(ref.file(JOURNAL), op, **(_rootfs_intent(rootfs) if rootfs is not None else {}))
+        journal = Journal.begin(ref.file(JOURNAL), op, **(_rootfs_intent(rootfs) if rootfs is not None else {}),
+                                **(_origin_intent(origin) if origin is not None else {}),
+                                **({"idmap": [value for _key, value in idmap.config_lines()]} if idmap else {}))
         intent = journal.data
         yield NewContainer(ref, journal)
         journal.finish()
         os.unlink(ref.file(PARTIAL))
     except BaseException as exc:
-        undo_new_container(ctx, ref, intent)
+        undo_failure = _undo_reporting(ctx, ref, intent)
         for directory in reversed(made_lxcpath):  # an lxcpath (or snaps/) this operation made, if still empty
             with contextlib.suppress(OSError):
                 directory.rmdir()
-        if isinstance(exc, OSError):
-            raise from_os_error(exc, container=ref.label) from exc
+        error = from_os_error(exc, container=ref.label) if isinstance(exc, OSError) else exc
+        if undo_failure is not None:  # the first failure is what the user must hear; then this
+            if isinstance(error, BdevError):
+                error.cause = _("{cause}; undoing it failed too, leaving {directory} ({undo})").format(
+                    cause=error.cause, directory=ref.directory, undo=undo_failure)
+            else:
+                error.add_note(f"undoing it failed too: {undo_failure}")
+        if error is not exc:
+            raise error from exc
         raise
     finally:
         os.close(partial_fd)
@@ -104,17 +136,45 @@ def _make_dirs(path: Path) -> list[Path]:
     return list(reversed(missing))
 
 
+def _undo_reporting(ctx: "Context", ref: ContainerRef, intent: dict) -> str | None:
+    """:func:`undo_new_container`, returning why it failed (logged) instead of raising."""
+    try:
+        undo_new_container(ctx, ref, intent)
+    except Exception as exc:  # noqa: BLE001 - reported with the failure that caused the undo
+        log.warning("undoing the new container %s failed: %s", ref.label, exc)
+        return exc.cause if isinstance(exc, BdevError) else str(exc)
+    return None
+
+
 def undo_new_container(ctx: "Context", ref: ContainerRef, intent: dict) -> None:
     """Remove everything a create, clone or snapshot of ``ref`` may have made, following its
-    journal ``intent``: the rootfs, the origin's record of the dependency, the directory."""
+    journal ``intent``: the rootfs, the origin's record of the dependency, the directory.
+    An ordinary user's mapped rootfs (the intent's ``idmap``, else its config's ``lxc.idmap``)
+    is removed in its ids."""
     rootfs_value = intent.get("rootfs")
     if rootfs_value:
         rootfs = Rootfs(intent["backend"], intent["source"])
         backend = ctx.registry.backend(rootfs.backend)
-        with contextlib.suppress(FileNotFoundError):
-            if backend.exists(rootfs):
-                backend.destroy(rootfs)
+
+        def remove() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                if backend.exists(rootfs):
+                    backend.destroy(rootfs)
+
+        as_mapped_owner(parse_idmaps(intent.get("idmap") or []) or _mapped_ids(ctx, ref), remove,
+                        container=ref.label)
     if intent.get("origin_name"):
         origin_dir = Path(intent["origin_lxcpath"]) / intent["origin_name"]
         deps.remove_pair(origin_dir / DEPENDENTS, (ref.lxcpath, ref.name))
     remove_tree(ref.directory)
+
+
+def _mapped_ids(ctx: "Context", ref: ContainerRef) -> "IdMap | None":
+    """The id map to remove ``ref``'s rootfs in, if its config (when written yet) has one
+    (None for root, who removes anything directly)."""
+    if not ref.config_path.exists():
+        return None
+    try:
+        return helper_idmap(ctx.store.load_config(ref))
+    except BdevError:
+        return None

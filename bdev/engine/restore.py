@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..backend import Backend
-from ..errors import AlreadyExists, BdevError, Busy, HasDependents, NotSupported
+from ..errors import AlreadyExists, BdevError, Busy, NotSupported
 from ..i18n import _
 from ..records import CreateOptions, Rootfs
 from ..store.config import LxcConfig
@@ -35,6 +35,7 @@ from ..store.running import is_running
 from . import faults
 from .clone import clone_locked, execute_as_owner
 from .context import Context
+from .destroy import refuse_dependents
 from .identity import clone_config, copy_container_files
 from .idshift import as_mapped_owner, helper_idmap
 from .plan import plan_clone, target_rootfs
@@ -72,16 +73,9 @@ def _restore_in_place(ctx: Context, ref: ContainerRef, snapname: str, progress: 
     with ctx.locked(ref):
         ctx.store.require(ref)
         snap = find_snapshot(ctx, ref, snapname)
-        dependents = ctx.store.dependents(ref)
-        if dependents:
-            names = ", ".join(n for _, n in dependents)
-            raise HasDependents(
-                _(
-                    "clones use its rootfs ({names}); restoring would change it under them, restore to a new name "
-                    "instead"
-                ).format(names=names),
-                container=ref.name,
-            )
+        refuse_dependents(ctx, ref, _(
+            "clones use its rootfs ({names}); restoring would change it under them, restore to a new name instead"
+        ))
         if is_running(ref):
             raise Busy(_("is running; stop it before restoring a snapshot in place"), container=ref.name)
         live_config = ctx.store.load_config(ref)

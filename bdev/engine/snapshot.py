@@ -15,7 +15,7 @@ from ..store.layout import COMMENT, TIMESTAMP, ContainerRef, snapshot_number, sn
 from ..store.running import is_running
 from .clone import clone_locked
 from .context import Context
-from .destroy import destroy_locked
+from .destroy import after_snapshots, destroy_locked, refuse_busy
 
 
 def snapshot(
@@ -140,8 +140,15 @@ def snapshot_destroy_all(ctx: Context, ref: ContainerRef) -> None:
         destroy_snapshots_locked(ctx, ref)
 
 
-def destroy_snapshots_locked(ctx: Context, ref: ContainerRef) -> None:
-    """Destroy all of ``ref``'s snapshots, checking dependents of all of them first."""
+def destroy_snapshots_locked(ctx: Context, ref: ContainerRef, *, keeping: ContainerRef | None = None) -> list[str]:
+    """Destroy all of ``ref``'s snapshots and return their names, refusing before destroying
+    any if one has dependents or its backend would refuse it (mounted elsewhere).
+
+    :param keeping: a container to be destroyed next (``ref`` itself for ``destroy -s``): its
+        backend is asked again before each snapshot goes, so that one mounted meanwhile
+        stops the destroy while its remaining snapshots still exist.
+    :raises Busy: a refusal found midway, naming the snapshots already destroyed.
+    """
     snaps = ctx.store.snapshot_refs(ref)
     for snap in snaps:
         dependents = ctx.store.dependents(snap)
@@ -150,10 +157,19 @@ def destroy_snapshots_locked(ctx: Context, ref: ContainerRef) -> None:
             raise HasDependents(_(
                 "its snapshot {name} has clones that depend on it ({names})"
             ).format(name=snap.name, names=names), container=ref.name)
-    for snap in snaps:
-        destroy_locked(ctx, snap)
-        ctx.notify(_("destroyed snapshot {snapname} of {name}").format(snapname=snap.name, name=ref.name))
+    refuse_busy(ctx, snaps)
+    destroyed: list[str] = []
+    try:
+        for snap in snaps:
+            if keeping is not None:
+                refuse_busy(ctx, [keeping])
+            destroy_locked(ctx, snap)
+            destroyed.append(snap.name)
+            ctx.notify(_("destroyed snapshot {snapname} of {name}").format(snapname=snap.name, name=ref.name))
+    except Busy as exc:
+        raise after_snapshots(exc, destroyed) from None
     _prune_legacy_dir(ref)
+    return destroyed
 
 
 def _prune_legacy_dir(ref: ContainerRef) -> None:

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import copy as _copy
 import os
-import random
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, InvalidInput
-from ..fsops import write_atomic
 from ..i18n import _
+
+if TYPE_CHECKING:
+    import random
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 _ENTRY = re.compile(
@@ -149,9 +151,17 @@ def check_value(key: str, value: str) -> str:
     return value
 
 
+def _system_random() -> "random.Random":
+    """The OS's random source (``random`` is imported here, not by every command that only
+    reads configs)."""
+    import random
+
+    return random.SystemRandom()
+
+
 def random_hwaddr(rng: random.Random | None = None) -> str:
     """A random MAC address with LXC's ``00:16:3e`` prefix (as LXC's ``new_hwaddr``)."""
-    rng = rng or random.SystemRandom()
+    rng = rng or _system_random()
     return MAC_PREFIX + "".join(f":{rng.randrange(256):02x}" for _ in range(3))
 
 
@@ -159,7 +169,7 @@ def expand_hwaddr(pattern: str, rng: random.Random | None = None) -> str:
     """Replace each ``x``/``X`` of ``pattern`` (``00:16:3e:xx:xx:xx``) by a random hex digit,
     as LXC does when it loads a config; a placeholder in the first octet's low digit gets an
     even digit so the address stays unicast."""
-    rng = rng or random.SystemRandom()
+    rng = rng or _system_random()
     out = []
     for index, char in enumerate(pattern):
         if char in "xX":
@@ -245,6 +255,8 @@ class LxcConfig:
                 "cannot write config file {path}: the text is not valid UTF-8"
             ).format(path=os.fspath(path))) from exc
         try:
+            from ..fsops import write_atomic  # not at import: listing only reads configs
+
             write_atomic(Path(path), data, mode=mode)
         except OSError as exc:
             raise ConfigError(_(
@@ -400,7 +412,7 @@ class LxcConfig:
         and from each other.  Values that are no MAC address are left alone (LXC skips them too).
         Returns ``(key, old, new)`` for each line changed.
         """
-        rng = rng or random.SystemRandom()
+        rng = rng or _system_random()
         lines = [line for line in self._entries() if _HWADDR_KEY.match(line.key)]  # type: ignore[arg-type]
         taken = {line.value.lower() for line in lines}
         changed = []

@@ -35,6 +35,7 @@ MAX_DATA = 1 << 16
 GET_STATE = 3
 GET_INIT_PID = 4
 GET_INIT_PIDFD = 18
+GET_CONFIG_ITEM = 7
 STOP = 2
 ADD_STATE_CLIENT = 10
 
@@ -57,23 +58,33 @@ def request(ref: "ContainerRef", command: int, *, wait: float = REQUEST_TIMEOUT)
     """Send LXC's ``command`` (no data) to ``ref``'s command socket and return the answer's
     ``(ret, value)`` (value: the pointer-sized field small results travel in); None when
     nothing answers (it stopped meanwhile)."""
+    answer = _exchange(ref, command, b"", wait)
+    return None if answer is None else (answer[0], answer[1])
+
+
+def config_item(ref: "ContainerRef", key: str, *, wait: float = REQUEST_TIMEOUT) -> str | None:
+    """The value real LXC's running ``ref`` has for config ``key`` (``GET_CONFIG_ITEM``: its
+    live config, with what it generated, such as ``lxc.net.0.veth.pair``), or None."""
+    answer = _exchange(ref, GET_CONFIG_ITEM, key.encode() + b"\0", wait)
+    if answer is None or answer[0] != 0:
+        return None
+    return answer[2].split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _exchange(ref: "ContainerRef", command: int, data: bytes, wait: float) -> tuple[int, int, bytes] | None:
+    """One request (the header, then ``data``) and its answer: ``(ret, value, data)``."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(wait)
     try:
         sock.connect(socket_address(ref))
-        sock.sendall(MESSAGE.pack(command, 0, 0))
-        answer = b""
-        while len(answer) < SIGNED_RESPONSE.size:
-            chunk = sock.recv(SIGNED_RESPONSE.size - len(answer))
-            if not chunk:
-                return None
-            answer += chunk
-    except (OSError, TimeoutError):
+        sock.sendall(MESSAGE.pack(command, len(data), 0) + data)
+        ret, datalen, value = SIGNED_RESPONSE.unpack(_receive_exactly(sock, SIGNED_RESPONSE.size))
+        payload = _receive_exactly(sock, datalen) if 0 < datalen <= MAX_DATA else b""
+    except (OSError, TimeoutError, EOFError):
         return None
     finally:
         sock.close()
-    ret, _datalen, value = SIGNED_RESPONSE.unpack(answer)
-    return ret, value
+    return ret, value, payload
 
 
 def lxc_init_pid(ref: "ContainerRef") -> int | None:

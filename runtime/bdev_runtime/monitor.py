@@ -164,6 +164,7 @@ class Monitor:
     _waiters: list[socket.socket] = field(default_factory=list)
     _state_clients: list[lxccmd.StateClient] = field(default_factory=list)
     _old_handlers: dict[int, Any] = field(default_factory=dict)
+    _rootfs_held: contextlib.ExitStack | None = None
 
     @property
     def ref(self) -> ContainerRef:
@@ -241,6 +242,7 @@ class Monitor:
         )
         if self.spec.idmap is not None:
             plan.mount_point = mapped_mount_point(self.ref.label)
+        self._hold_rootfs()
         if self.spec.pre_start_hooks:  # STARTING meanwhile: the record says so (lifecycle.info)
             run_hooks(self.spec.pre_start_hooks, self.ref,
                       hook_environment(self.ref, self.prepared.rootfs, str(plan.root_path), PRE_START), PRE_START)
@@ -262,6 +264,29 @@ class Monitor:
             raise BdevError(error, container=self.ref.label)
         self._set_state(State.RUNNING)
         log.info("container %s runs, init pid %d", self.ref.label, pid)
+
+    def _hold_rootfs(self) -> None:
+        """Enter the backend's :meth:`~bdev.backend.Backend.running` for this container, here in
+        the host's namespaces, before the init mounts the rootfs in its own."""
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(self.prepared.backend.running(self.prepared.rootfs, container=self.ref.label))
+        except BdevError as exc:
+            raise exc.about(container=self.ref.label) from None
+        self._rootfs_held = held
+
+    def _let_go_of_rootfs(self) -> None:
+        """Leave what :meth:`_hold_rootfs` entered, once the container's processes (and so its
+        mount namespace) are gone; a failure is logged (the backend finds it stale later)."""
+        held, self._rootfs_held = self._rootfs_held, None
+        if held is None:
+            return
+        try:
+            held.close()
+        except BdevError as exc:
+            log.warning("container %s: %s", self.ref.label, exc.about(container=self.ref.label))
+        except Exception:  # a bug in a backend must not stop the rest of the cleanup
+            log.exception("container %s: releasing its rootfs failed", self.ref.label)
 
     # ------------------------------------------------------------------ terminals
 
@@ -491,6 +516,7 @@ class Monitor:
                 self.status = os.waitstatus_to_exitcode(wait_status)
         for problem in release_host_side(self.prepared.parts):
             log.warning("container %s: %s", self.ref.label, problem)
+        self._let_go_of_rootfs()
         for terminal in ([self._console] if self._console else []) + self._terminals:
             for fd in (terminal.master, terminal.slave):
                 with contextlib.suppress(OSError):

@@ -45,9 +45,15 @@ def test_commands_are_collected_and_clashes_reported() -> None:
 
 
 def test_the_runtime_commands_reach_bdev_through_the_hook() -> None:
-    result = CliRunner().invoke(bdev_main.cli, ["--help"])
+    """They are bdev subcommands, listed by ``bdev --help`` (under "Plugin commands"), for
+    completion and the manuals, and by ``bdev backends``."""
+    ctx = click.Context(bdev_main.cli)
+    listed = CliRunner().invoke(bdev_main.cli, ["backends"]).output
     for name in ("start", "stop", "attach", "run", "limits"):
-        assert f"  {name} " in result.output, result.output
+        assert name in bdev_main.cli.list_commands(ctx)
+        assert f"{name} (runtime)" in listed, listed
+    offered = CliRunner().invoke(bdev_main.cli, ["--help"]).output.split("Plugin commands:", 1)[1]
+    assert {"start", "stop", "attach"} <= {line.split()[0] for line in offered.splitlines() if line.strip()}
     stop_help = CliRunner().invoke(bdev_main.cli, ["stop", "--help"])
     assert stop_help.exit_code == 0 and "halt signal" in stop_help.output
 

@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -90,9 +91,10 @@ def test_info_ls_and_lxc_info_show_the_live_state_pid_and_addresses(runtime: Run
     assert f"pid:        {pid}\n" in text and "ips:        192.0.2.7, 2001:db8::7\n" in text
     listed = ours("lxc-ls", "-P", lp, "-F", "NAME,STATE,PID,IPV4,IPV6")
     assert listed.stdout.splitlines()[1].split() == ["c1", "RUNNING", str(pid), "192.0.2.7", "2001:db8::7"]
-    shown = ours("lxc-info", "-n", "c1", "-P", lp)
-    assert shown.stdout.splitlines() == ["Name:           c1", "State:          RUNNING", f"PID:            {pid}",
-                                         "IP:             192.0.2.7", "IP:             2001:db8::7"]
+    shown = ours("lxc-info", "-n", "c1", "-P", lp).stdout.splitlines()
+    assert shown[:5] == ["Name:           c1", "State:          RUNNING", f"PID:            {pid}",
+                         "IP:             192.0.2.7", "IP:             2001:db8::7"]
+    assert [line.split(":")[0] for line in shown[5:]] == ["CPU use", "BlkIO use", "Memory use", "KMem use"], shown
     assert ours("lxc-info", "-n", "c1", "-P", lp, "-i").stdout.count("IP:") == 2
 
     lifecycle.stop(runtime.ctx, ref, timeout=60, wait=False)
@@ -105,6 +107,36 @@ def test_info_ls_and_lxc_info_show_the_live_state_pid_and_addresses(runtime: Run
     assert (container.state, container.init_pid) == ("STOPPED", -1)
     stopped = ours("lxc-ls", "-P", lp, "-F", "NAME,STATE,PID,IPV4").stdout.splitlines()[1]
     assert stopped.split() == ["c1", "STOPPED", "-", "-"]
+
+
+def test_lxc_info_stats_show_the_cgroup_and_each_host_link_as_lxc_prints_them(runtime: Runtime) -> None:
+    """``lxc-info -S``: CPU, block I/O, memory and kernel memory from the container's cgroup,
+    then each veth's host end (the generated one, then one ``veth.pair`` names) with the bytes
+    it carried, humanized as LXC writes them, or raw with ``-H``."""
+    ref = runtime.create("c1", config=[("lxc.net.0.type", "veth"), ("lxc.net.0.flags", "up"),
+                                       ("lxc.net.1.type", "veth"), ("lxc.net.1.veth.pair", "bdevstat1")])
+    lp = runtime.lxcpath
+    lifecycle.start(runtime.ctx, ref)
+    shown = ours("lxc-info", "-n", "c1", "-P", lp, "-S").stdout.splitlines()
+    labels = [line.split(":")[0] for line in shown]
+    assert labels == ["CPU use", "BlkIO use", "Memory use", "KMem use",
+                      "Link", " TX bytes", " RX bytes", " Total bytes", "Link", " TX bytes", " RX bytes", " Total bytes"], shown
+    links = [line.split()[-1] for line in shown if line.startswith("Link:")]
+    assert links[1] == "bdevstat1" and Path("/sys/class/net", links[0]).is_dir(), links
+    assert shown[0].endswith(" seconds") and re.fullmatch(r"Memory use: +\d+\.\d\d (KiB|MiB|GiB)", shown[2]), shown
+    raw = ours("lxc-info", "-n", "c1", "-P", lp, "-S", "-H").stdout.splitlines()
+    values = {line.split(":")[0]: line.split()[-1] for line in raw if not line.startswith("Link:")}
+    assert all(value.isdigit() for value in values.values()) and int(values["Memory use"]) > 0, raw
+    lifecycle.stop(runtime.ctx, ref, kill=True)
+    assert ours("lxc-info", "-n", "c1", "-P", lp, "-S").stdout == ""  # as LXC: stats only while it runs
+
+
+@pytest.mark.parametrize("size, shown", [(0, "0 bytes"), (1024, "1024 bytes"), (1208, "1.18 KiB"),
+                                         (675840, "660.00 KiB"), (8577024, "8.18 MiB"), (3 << 30, "3.00 GiB")])
+def test_sizes_are_humanized_as_lxc_info_writes_them(size: int, shown: str) -> None:
+    from bdev_runtime.usage import humanized
+
+    assert humanized(size) == shown
 
 
 def test_without_the_runtime_the_core_sees_running_or_stopped_and_refuses_to_force(runtime: Runtime) -> None:
@@ -166,8 +198,12 @@ def test_a_container_real_lxc_runs_shows_its_state_pid_and_addresses_and_destroy
         assert added.returncode == 0, added.stderr
         container = Container("r1", lp)
         assert (container.state, container.init_pid, container.get_ips()) == ("RUNNING", real_pid, ("192.0.2.9",))
-        assert ours("lxc-info", "-n", "r1", "-P", lp).stdout.splitlines() == [
+        shown = ours("lxc-info", "-n", "r1", "-P", lp).stdout.splitlines()
+        assert shown[:4] == [
             "Name:           r1", "State:          RUNNING", f"PID:            {real_pid}", "IP:             192.0.2.9"]
+        theirs = real("lxc-info", "-n", "r1", "-P", lp).stdout.splitlines()
+        assert [line.split(":")[0] for line in shown if not line.startswith("IP:")] == [  # real lxc-info's lines
+            line.split(":")[0] for line in theirs if not line.startswith("IP:")], (shown, theirs)
         assert ours("lxc-ls", "-P", lp, "-F", "NAME,STATE,PID,IPV4").stdout.splitlines()[1].split() == [
             "r1", "RUNNING", str(real_pid), "192.0.2.9"]
         refused = ours("lxc-destroy", "-n", "r1", "-P", lp)

@@ -454,3 +454,21 @@ def test_an_ordinary_user_starts_an_overlay_clone_of_a_mapped_container(test_use
     assert "destroyed layer" in user.bdev("destroy", "layer")
     assert "destroyed base" in user.bdev("destroy", "base")
     assert not list(user.lxcpath.iterdir())
+
+
+def test_an_ordinary_users_crashed_clone_is_undone_in_its_ids(test_user: OrdinaryUser) -> None:
+    """A mapped clone killed once its rootfs is copied (the files belong to the container's
+    ids, which the user cannot remove as themselves): the next command undoes it from its
+    journal, in the container's ids, and leaves nothing behind."""
+    user = test_user
+    net = user.home / "net.conf"
+    net.write_text("lxc.net.0.type = empty\n")
+    user.bdev("create", "-t", "busybox", "-f", str(net), "base")
+    killed = run(["runuser", "-u", user.name, "--", "env", "-i", f"HOME={user.home}", f"USER={user.name}",
+                  f"XDG_RUNTIME_DIR={user.runtime_dir}", "PATH=/usr/bin:/bin", "BDEV_FAULT=clone:after-rootfs",
+                  BDEV, "clone", "base", "web1"], check=False, timeout=120)
+    assert killed.returncode != 0 and (user.lxcpath / "web1" / "rootfs" / "bin" / "busybox").exists(), killed.stderr
+    listed = user.bdev("ls")
+    assert [line.split()[0] for line in listed.splitlines()[1:]] == ["base"], listed
+    assert not (user.lxcpath / "web1").exists(), "the crashed clone's undo left it behind"
+    assert "destroyed base" in user.bdev("destroy", "base")

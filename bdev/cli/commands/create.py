@@ -6,7 +6,6 @@ import click
 
 from ...i18n import N_, _, option
 from ...errors import InvalidInput
-from ...templates import asks_for_help
 from .. import options as opts
 from ..completion import backend_names
 from ..session import get_session
@@ -70,6 +69,8 @@ def create(
     config = opts.read_config_file(config_file) if config_file else []
     container = session.container(name)
     if template:
+        from ...templates import asks_for_help  # not at start-up: every bdev command would load it
+
         if asks_for_help(template_args):  # the template's help, and no container
             click.echo(session.registry.template(template).help_text())
             return

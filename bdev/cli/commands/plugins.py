@@ -14,11 +14,14 @@ if TYPE_CHECKING:
     from ...registry import BackendEntry, PluginInfo
 
 
-def version_text(session: Session) -> str:
-    """``bdev <version>`` then one line per plugin: name, distribution, version, status."""
+def version_text(session: Session, *, with_plugins: bool = False) -> str:
+    """``bdev <version>``; ``with_plugins``, then one line per plugin: name, distribution,
+    version, status (which loads every plugin: plain ``bdev --version`` stays quick)."""
     from ... import __version__
 
     lines = [f"bdev {__version__}"]
+    if not with_plugins:
+        return lines[0]
     registry = session.registry
     for plugin in sorted(registry.plugins, key=lambda p: p.name):
         dist = plugin.distribution or "(not from a distribution)"
@@ -151,6 +154,9 @@ def backends(output_format: str) -> None:
     disabled = [p.name for p in registry.plugins if p.status == "disabled"]
     if disabled:
         click.echo("\nDisabled plugins (BDEV_DISABLE_PLUGINS): " + ", ".join(sorted(disabled)))
+    commands = registry.commands()
+    if commands:
+        click.echo("\nPlugin commands: " + ", ".join(f"{command.name} ({plugin})" for command, plugin in commands))
     if registry.problems:
         click.echo("\nPlugin problems:")
         for problem in registry.problems:

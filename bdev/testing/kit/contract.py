@@ -10,9 +10,10 @@ a reason naming them; a declared capability it fails is a failure starting with
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -28,6 +29,8 @@ from .storage import STORAGE_KINDS, scratch_lxcpath, storage_problem
 from .subject import Subject, build_subject, hidden_leftovers
 
 __all__ = ["BackendContract", "CRASH_STEPS"]
+
+CLONE_NEWNS = 0x00020000
 
 
 def _writes_allowed(subject: Subject) -> None:
@@ -303,6 +306,32 @@ class BackendContract:
         assert sorted(os.listdir(kit.lxcpath)) == ["origin"], "a refused clone left something in the lxcpath"
         origin.destroy()
 
+    def test_container_life_through_running(self, kit: Subject, sample: Path, tmp_path: Path) -> None:
+        """What a runtime does (``Backend.running``): hold the rootfs from the host's
+        namespaces, mount it in a forked child's own mount namespace, write there without
+        syncing, let the child end (the kernel unmounts), leave ``running``.  The write is
+        kept and nothing stays mounted, attached or locked (the leak check)."""
+        _writes_allowed(kit)
+        c = kit.container("c1")
+        c.create(backend=kit.name, source=sample)
+        if kit.backend.data_path(c.rootfs) is not None:
+            c.destroy()
+            pytest.skip(f"backend {kit.name} gives its files without a mount: a runtime binds them")
+        if os.geteuid() != 0:
+            c.destroy()
+            pytest.skip("mounting in a new mount namespace needs root here")
+        written = os.urandom(1 << 20)
+        mountpoint = tmp_path / "inside"
+        mountpoint.mkdir()
+        with kit.backend.running(c.rootfs, container=c.name):
+            failure = _in_own_mount_namespace(
+                lambda: (kit.backend.mount(c.rootfs, mountpoint), (mountpoint / "etc/written").write_bytes(written)))
+        assert failure is None, f"mounting and writing in a child's own mount namespace failed: {failure}"
+        with kit.rootfs_tree(c, readonly=True) as path:
+            if (path / "etc/written").read_bytes() != written:
+                pytest.fail(f"backend {kit.name}: a file written in a container's mount namespace was lost once it ended")
+        c.destroy()
+
     # ---------------------------------------------------------------- capabilities
 
     def test_read_only_rootfs_refuses_writes(self, kit: Subject, sample: Path, tmp_path: Path) -> None:
@@ -379,6 +408,32 @@ class BackendContract:
         scenario = {"create": _crash_create, "clone": _crash_clone, "snapshot": _crash_snapshot,
                     "restore": _crash_restore, "destroy": _crash_destroy}[op]
         scenario(kit, sample, kit_crash_step, specs)
+
+
+def _in_own_mount_namespace(work: Callable[[], object]) -> str | None:
+    """Run ``work`` in a forked child in a new mount namespace (mounts there are slaves of the
+    host's, as in a container) that ends with the child; None, or how the child failed."""
+    from ...command import run
+    from ...fsops import _libc
+
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(reader)
+        try:
+            if _libc().unshare(CLONE_NEWNS) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
+            run(["mount", "--make-rslave", "/"])
+            work()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            os.write(writer, f"{type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        failure = pipe.read().decode(errors="replace")
+    os.waitpid(child, 0)
+    return failure or None
 
 
 def _killed(kit: Subject, code: str, step: str, specs: list[tuple[str, str]]) -> None:

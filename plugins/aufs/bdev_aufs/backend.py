@@ -23,7 +23,7 @@ from bdev import Backend, Capabilities, CloneOutcome, CreateOptions, Placement, 
 from bdev.command import run
 from bdev.copying import copytree
 from bdev.engine import faults
-from bdev.errors import AlreadyExists, BdevError, NotSupported
+from bdev.errors import AlreadyExists, BackendUnavailable, BdevError, NotSupported
 from bdev.fsops import remove_tree, tree_usage
 from bdev.records import Change
 from bdev.requirements import KernelFilesystem, Tool, unmet
@@ -64,6 +64,14 @@ class AufsBackend(Backend):
                              "{convert_target}").format(
                 problem=problem, convert_target=CONVERT_TARGET))
         return reasons
+
+    def unavailable_error(self, reasons: list[str]) -> BackendUnavailable:
+        """On a kernel without aufs, an error that names the container once the core knows it
+        and offers its conversion (``bdev convert web1 -B overlay``)."""
+        problem = kernel_problem()
+        if problem and len(reasons) == 1:
+            return AufsUnavailable(problem)
+        return super().unavailable_error(reasons)
 
     def refusal_at(self, placement: Placement, options: CreateOptions) -> str | None:
         """Refuse container paths that aufs mount options cannot carry."""

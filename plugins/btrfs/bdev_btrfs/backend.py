@@ -22,9 +22,9 @@ from pathlib import Path
 
 from bdev import Backend, Capabilities, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
 from bdev.command import run
-from bdev.errors import AlreadyExists, BdevError, InvalidInput, explain
-from bdev.fsops import remove_tree, rename_exchange
-from bdev.mounts import mount_holding, mount_points_below
+from bdev.errors import AlreadyExists, BdevError, Busy, InvalidInput, explain
+from bdev.fsops import mounted_inside, remove_tree, rename_exchange
+from bdev.mounts import mount_entries, mount_holding, mount_points_below
 from bdev.naming import validate_path
 from bdev.requirements import KernelFilesystem, PythonModule, Tool
 from bdev.units import format_size
@@ -188,13 +188,12 @@ class BtrfsBackend(Backend):
         self._mount_pool_for(path)
         if not os.path.lexists(path):
             return
+        refusal = self.destroy_refusal(rootfs)
+        if refusal is not None:
+            raise Busy(refusal, backend=self.name)
         if not _fs.is_subvolume(path):
             remove_tree(path)
             return
-        inside = sorted(mount_points_below(path) or ())
-        if inside:
-            raise BdevError(_("{mounted} is mounted inside {path}; unmount it before destroying").format(
-                mounted=path / inside[0], path=path), backend=self.name)
         try:
             _tree.delete_tree(self.ops, path)
         except _tree.DeleteNeedsPrivilege as exc:
@@ -202,6 +201,22 @@ class BtrfsBackend(Backend):
         except OSError as exc:
             raise self._failure(_("deleting the subvolume"), path, exc) from None
         self._prune_pool(path.parent)
+
+    def destroy_refusal(self, rootfs: Rootfs) -> str | None:
+        """Why :meth:`destroy` would refuse now: something is mounted inside the subvolume
+        (or inside a plain directory under a ``btrfs:`` locator), or the subvolume is mounted
+        elsewhere too (the kernel would delete it under that mount).  A pool that is not
+        mounted has nothing mounted inside, so it is not mounted to ask."""
+        path = Path(rootfs.source)
+        if not os.path.lexists(path):
+            return None
+        if not _fs.is_subvolume(path):
+            return mounted_inside(path)
+        inside = sorted(mount_points_below(path) or ())  # nested subvolumes are no mounts: no walk
+        if inside:
+            return _("{mounted} is mounted inside {path}; unmount it before destroying").format(
+                mounted=path / inside[0], path=path)
+        return _shown_elsewhere(path)
 
     def exists(self, rootfs: Rootfs) -> bool:
         """Whether something exists at the locator (mounting the pool first if it is there)."""
@@ -404,3 +419,20 @@ class BtrfsBackend(Backend):
         pool = self._pool(options or CreateOptions())
         if pool is not None and pool.contains(path):
             pool.ensure_mounted()
+
+
+def _shown_elsewhere(path: Path) -> str | None:
+    """Why the subvolume ``path`` must not be deleted now: a mount shows it, or a directory in
+    it, somewhere else (a bind or ``subvol=`` mount, whose root in the filesystem is inside
+    it); None when none does."""
+    holder = mount_holding(path)
+    if holder is None or holder.fstype != "btrfs":
+        return None
+    inner = os.path.normpath(os.path.join(holder.root, os.path.relpath(os.path.realpath(path), holder.mountpoint)))
+    for entry in mount_entries():
+        if entry.fstype == "btrfs" and entry.source == holder.source and (
+            entry.root == inner or entry.root.startswith(inner + "/")
+        ):
+            return _("{path} is also mounted on {where}; unmount it before destroying").format(
+                path=path, where=entry.mountpoint)
+    return None

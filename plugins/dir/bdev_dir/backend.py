@@ -9,9 +9,9 @@ from pathlib import Path
 from bdev import Capabilities, CreateOptions, Placement, Rootfs, Usage
 from bdev.backend import PathBackend
 from bdev.command import run
-from bdev.errors import AlreadyExists, InvalidInput
+from bdev.errors import AlreadyExists, Busy, InvalidInput
 from bdev.naming import validate_path
-from bdev.fsops import remove_tree, tree_usage
+from bdev.fsops import mounted_inside, remove_tree, tree_usage
 from bdev.requirements import Tool
 from ._i18n import _, N_
 
@@ -70,7 +70,14 @@ class DirBackend(PathBackend):
 
     def destroy(self, rootfs: Rootfs) -> None:
         """Remove the directory tree, refusing to descend into anything mounted inside it."""
+        refusal = self.destroy_refusal(rootfs)
+        if refusal is not None:
+            raise Busy(refusal, backend=self.name)
         remove_tree(Path(rootfs.source))
+
+    def destroy_refusal(self, rootfs: Rootfs) -> str | None:
+        """Why :meth:`destroy` would refuse now: something is mounted inside the tree."""
+        return mounted_inside(Path(rootfs.source))
 
     def data_path(self, rootfs: Rootfs) -> Path:
         """The directory itself: no mount needed."""

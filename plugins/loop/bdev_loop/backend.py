@@ -16,11 +16,10 @@ import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from bdev import Backend, Capabilities, CloneOutcome, CopyStats, CreateOptions, Placement, Rootfs, Usage
+from bdev import Backend, Capabilities, CloneOutcome, CopyStats, CreateOptions, Placement, Rootfs, Usage, blockfs
 from bdev.command import run
 from bdev.errors import AlreadyExists, BdevError, Busy, CommandError, InvalidInput, NotFound, from_os_error
 from bdev.backend import PathBackend
-from bdev.fsops import tree_usage
 from bdev.mounts import mount_at, mountpoints_of
 from bdev.naming import validate_path
 from bdev.requirements import Tool
@@ -145,6 +144,14 @@ class LoopBackend(PathBackend):
             return
         except OSError as exc:
             raise from_os_error(exc, backend=self.name) from None
+
+    def destroy_refusal(self, rootfs: Rootfs) -> str | None:
+        """Why :meth:`destroy` would refuse the image now: a loop device holds it (mounted
+        somewhere); None when it is free or gone."""
+        image = Path(rootfs.source)
+        if not os.path.lexists(image) or os.path.isdir(image):
+            return None  # destroy has nothing to remove, or refuses a directory for another reason
+        return self._in_use(image, _("removing it"))
 
     # ------------------------------------------------------------------ mounting
 
@@ -292,7 +299,7 @@ class LoopBackend(PathBackend):
         the tree (its usage plus a quarter and 64 MiB) when that exceeds the default size."""
         if options.fssize is None:
             _, base = self._new_image(placement, options)
-            needed = _aligned(tree_usage(source_path) * 5 // 4 + 64 * fsys.MiB, 64 * fsys.MiB)
+            needed = blockfs.size_for_tree(source_path, base)
             if needed > base:
                 options = dataclasses.replace(options, fssize=needed)
         return super().copy_from(source_path, placement, options, progress)
@@ -450,12 +457,17 @@ class LoopBackend(PathBackend):
         return self.loops.attachments(image)
 
     def _refuse_if_in_use(self, image: Path, doing: str) -> None:
+        refusal = self._in_use(image, doing)
+        if refusal is not None:
+            raise Busy(refusal, backend=self.name)
+
+    def _in_use(self, image: Path, doing: str) -> str | None:
+        """Why ``image`` cannot be changed by ``doing`` now (a loop device holds it), or None."""
         users = self._users(image)
-        if users:
-            raise Busy(
-                _("the image {image} is in use by {users}; unmount it before {doing}").format(
-                    image=image, users=self._describe(users), doing=doing), backend=self.name
-            )
+        if not users:
+            return None
+        return _("the image {image} is in use by {users}; unmount it before {doing}").format(
+            image=image, users=self._describe(users), doing=doing)
 
     @staticmethod
     def _describe(users: list[Attachment]) -> str:

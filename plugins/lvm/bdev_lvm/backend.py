@@ -29,10 +29,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bdev import Backend, Capabilities, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
+from bdev import Backend, Capabilities, CloneOutcome, CreateOptions, Placement, Rootfs, Usage, blockfs
 from bdev.command import run, which
 from bdev.errors import AlreadyExists, BdevError, Busy, CommandError, HasDependents, InvalidInput, NotFound
-from bdev.fsops import tree_usage
 from bdev.mounts import mount_at, mountpoints_of
 from bdev.requirements import KernelFilesystem, PythonModule, Tool
 from bdev.units import format_size
@@ -211,6 +210,12 @@ class LvmBackend(Backend):
         self._refuse_if_mounted(lv, _("removing it"))
         self._remove(vg, name)
 
+    def destroy_refusal(self, rootfs: Rootfs) -> str | None:
+        """Why :meth:`destroy` would refuse with Busy now: the volume is mounted."""
+        vg, name = self._split(rootfs)
+        lv = _lvm.volume(vg, name)
+        return None if lv is None else self._mounted(lv, _("removing it"))
+
     def exists(self, rootfs: Rootfs) -> bool:
         """Whether the logical volume exists."""
         vg, name = self._split(rootfs)
@@ -275,8 +280,7 @@ class LvmBackend(Backend):
         up says so."""
         if options.fssize is None:
             base = _block_filesystem_size(source_path) or self._new_volume(placement, options).size
-            needed = tree_usage(source_path) * 5 // 4 + 64 * fsys.MiB
-            options = dataclasses.replace(options, fssize=max(base, needed))
+            options = dataclasses.replace(options, fssize=blockfs.size_for_tree(source_path, base, align=1))
         new = self._new_volume(placement, options)
         try:
             return super().copy_from(source_path, placement, options, progress)
@@ -490,10 +494,18 @@ class LvmBackend(Backend):
             lvm("lvchange", "-q", "-ay", "-K", f"{lv.vg}/{lv.name}")
 
     def _refuse_if_mounted(self, lv: LogicalVolume, doing: str) -> None:
+        refusal = self._mounted(lv, doing)
+        if refusal is not None:
+            raise Busy(refusal, backend=self.name)
+
+    @staticmethod
+    def _mounted(lv: LogicalVolume, doing: str) -> str | None:
+        """Why ``lv`` cannot be changed by ``doing`` now (it is mounted), or None."""
         where = mountpoints_of(lv.path) + mountpoints_of(f"/dev/mapper/{_names.dm_name(lv.vg, lv.name)}")
-        if where:
-            raise Busy(_("{path} is mounted on {where}; unmount it before {doing}").format(
-                path=lv.path, where=', '.join(where), doing=doing), backend=self.name)
+        if not where:
+            return None
+        return _("{path} is mounted on {where}; unmount it before {doing}").format(
+            path=lv.path, where=', '.join(where), doing=doing)
 
     def _remove(self, vg: str, name: str) -> None:
         """``lvremove``, retrying while the volume is briefly held (udev probing a new or

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bdev import Backend, Capabilities, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
-from bdev.errors import AlreadyExists, BdevError
+from bdev.errors import AlreadyExists, BdevError, Busy
 from bdev.fsops import rename_exchange, tree_usage
 from bdev.records import Change
 from bdev.requirements import KernelFilesystem, Tool
@@ -157,16 +157,28 @@ class OverlayBackend(Backend):
         """Remove the upper, the work directory, the layer record and the layers this rootfs
         owns (copied layers, frozen copies, its empty ``rootfs`` lower), never an origin's
         data or a layer it shares with its container."""
-        paths = OverlayPaths.parse(rootfs.source, self.name)
-        try:
-            lowers = all_known(paths)
-        except BdevError:
-            lowers = describe_without_record(paths)
+        paths, lowers = self._layers(rootfs)
+        refusal = removal.refusal(self.registry, paths, lowers)
+        if refusal is not None:
+            raise Busy(refusal, backend=self.name)
         try:
             removal.teardown(self.registry, paths, lowers)
         except OSError as exc:
             raise BdevError(_("cannot remove {filename}: {cause}").format(
                 filename=exc.filename or paths.upper, cause=exc.strerror), backend=self.name) from None
+
+    def destroy_refusal(self, rootfs: Rootfs) -> str | None:
+        """Why :meth:`destroy` would refuse now: the overlay is mounted, or something is
+        mounted on or inside what it would remove, or a frozen layer's backend refuses it."""
+        return removal.refusal(self.registry, *self._layers(rootfs))
+
+    def _layers(self, rootfs: Rootfs) -> tuple[OverlayPaths, list[Lower]]:
+        """The paths of ``rootfs`` and its lowers (guessed when the record is unreadable)."""
+        paths = OverlayPaths.parse(rootfs.source, self.name)
+        try:
+            return paths, all_known(paths)
+        except BdevError:
+            return paths, describe_without_record(paths)
 
     def exists(self, rootfs: Rootfs) -> bool:
         """Whether the upper directory exists."""
@@ -192,6 +204,19 @@ class OverlayBackend(Backend):
             )
         paths = OverlayPaths.parse(rootfs.source, self.name)
         mounting.mount(self.registry, paths, describe(paths), mountpoint, readonly=readonly)
+
+    @contextlib.contextmanager
+    def running(self, rootfs: Rootfs, *, container: str, readonly: bool = False) -> Iterator[None]:
+        """Hold, for ``container``'s life, what each lower that needs mounting needs (its
+        backend's ``running``, read-only): a zfs-fuse dataset mounted on the host, an RBD
+        image attached from the host's namespaces.  The container's init then mounts them."""
+        with contextlib.ExitStack() as held:
+            for lower in describe(OverlayPaths.parse(rootfs.source, self.name)):
+                storage = lower.storage
+                if lower.mount and storage is not None and self.registry is not None:
+                    held.enter_context(self.registry.backend(storage.backend).running(
+                        storage, container=container, readonly=True))
+            yield
 
     def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
         """Unmount the overlay, then the lowers mounted for it."""

@@ -86,6 +86,12 @@ class NewRootfs:
         check_usable(self.paths)
         write_record(self.paths, self.lowers)
 
+    def record_all(self, lowers: list[Lower]) -> None:
+        """Add several lowers with one write of the record (each write is durable: two fsyncs)."""
+        self.lowers.extend(lowers)
+        check_usable(self.paths)
+        write_record(self.paths, self.lowers)
+
     def layer_placement(self, index: int) -> Placement:
         """Where another backend puts lower ``index`` (a frozen copy): the directory
         ``overlay/lower<index>``, with a pool name unique to this rootfs
@@ -93,9 +99,10 @@ class NewRootfs:
         return Placement(self.private, f"lower{index}", owner=f"{self.placement.storage_name}.overlay")
 
     def borrow(self, lowers: list[Lower]) -> None:
-        """Record lowers used but not owned, making the mount points of mounted ones."""
+        """Record lowers used but not owned (one write for all), then make the mount points of
+        mounted ones."""
+        self.record_all(lowers)
         for lower in lowers:
-            self.record(lower)
             if lower.mount and lower.home:
                 Path(lower.path).mkdir(mode=0o755, parents=True, exist_ok=True)
 
@@ -147,7 +154,9 @@ def _try_freeze(
 ) -> Lower | None:
     """Record and make lower ``index`` of ``new`` as a frozen copy of ``storage`` owned by the
     new rootfs (in ``overlay/lower<index>``); None, with nothing left, when the backend cannot
-    freeze."""
+    freeze (asked without a record first when it does not implement ``freeze`` at all, as dir)."""
+    if not can_freeze(storage_backend):
+        return None
     home = new.private / f"lower{index}"
     place = new.layer_placement(index)
     new.record(
@@ -173,6 +182,15 @@ def _try_freeze(
         place.rootfs_dir.mkdir(mode=0o755, exist_ok=True)
     new.record(lower, slot)
     return lower
+
+
+def can_freeze(backend: "Backend") -> bool:
+    """Whether ``backend`` may freeze a rootfs: it overrides :meth:`Backend.freeze`, whose
+    default makes nothing and answers None (dir).  Such a backend may still answer None for
+    a given placement (btrfs off its filesystem)."""
+    from bdev.backend import Backend
+
+    return type(backend).freeze is not Backend.freeze
 
 
 def _share_live(new: NewRootfs, index: int, source: Rootfs, source_backend: "Backend") -> Lower:

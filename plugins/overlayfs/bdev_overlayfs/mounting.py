@@ -172,12 +172,16 @@ def _in_user_namespace(call: Callable[..., None], *args: object, container: str 
 
 def _still_used(lower: Lower) -> bool:
     """Whether a mounted lower is still a layer of another overlay mount (of the same rootfs)."""
-    if not lower.mount:
-        return False
+    return lower.mount and overlay_using(lower.path) is not None
+
+
+def overlay_using(layer: str | os.PathLike[str]) -> str | None:
+    """Where an overlay that has ``layer`` as a lower or upper directory is mounted, or None."""
+    wanted = os.fspath(layer)
     for entry in mount_entries():
         if entry.fstype != "overlay":
             continue
         lowerdir = entry.option("lowerdir")
-        if lowerdir is not None and lower.path in lowerdir.split(":"):
-            return True
-    return False
+        if entry.option("upperdir") == wanted or (lowerdir is not None and wanted in lowerdir.split(":")):
+            return entry.mountpoint
+    return None

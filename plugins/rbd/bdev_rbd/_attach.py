@@ -18,6 +18,7 @@ One whose process died and which no loop device uses any more is stopped by the 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -25,12 +26,12 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 from bdev.command import run, which
-from bdev.errors import BdevError, CommandError, InvalidInput
+from bdev.errors import BdevError, Busy, CommandError, InvalidInput
 from bdev.mounts import mounts_root, mountpoints_of
 
-from . import _watchdog
 from ._cluster import BACKEND, Cluster
 from ._i18n import _
 from ._names import ImageRef
@@ -40,6 +41,14 @@ log = logging.getLogger("bdev.rbd")
 MAP_ENV = "BDEV_RBD_MAP"
 KINDS = ("krbd", "nbd", "fuse")
 RELEASE_TIMEOUT = 10.0
+
+
+def _watchdog() -> ModuleType:
+    """:mod:`._watchdog`, imported when needed: ``python -m bdev_rbd._watchdog`` imports this
+    package first, and must not find the module it runs imported already."""
+    from . import _watchdog
+
+    return _watchdog
 
 
 def choose() -> tuple[str | None, str]:
@@ -101,7 +110,7 @@ def _start_fuse(cluster: Cluster, ref: ImageRef, env: dict[str, str]) -> str:
         if not path.is_file():
             raise BdevError(_("rbd-fuse does not show RBD image {spec} (it does not exist, or Ceph did not answer)").format(
                 spec=ref.spec), backend=BACKEND)
-        _watchdog.start(cluster, ref, directory, os.minor(os.stat(directory).st_dev))
+        _watchdog().start(cluster, ref, directory, os.minor(os.stat(directory).st_dev))
     except BaseException as exc:
         _stop_fuse(directory)
         if isinstance(exc, CommandError):
@@ -111,24 +120,78 @@ def _start_fuse(cluster: Cluster, ref: ImageRef, env: dict[str, str]) -> str:
     return str(path)
 
 
-def aborted(ref: ImageRef) -> bool:
-    """Whether a watchdog aborted an rbd-fuse attachment of ``ref`` made by this process."""
+def _abort_record(marker: Path) -> dict | None:
+    """The record a watchdog left in ``marker`` when it aborted an rbd-fuse attachment (the
+    image and the cause), or None."""
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads(marker.read_text())
+    return None
+
+
+def _cause(marker: dict) -> str:
+    return str(marker.get("cause") or _("the Ceph cluster did not answer"))
+
+
+def aborted(ref: ImageRef) -> str | None:
+    """Why a watchdog aborted an rbd-fuse attachment of ``ref`` made by this process (Ceph
+    did not answer, or the pool is full), or None if none did."""
     for _path, data in _records("*.aborted"):
         if data["pid"] == host_pid() and (data["pool"], data["namespace"], data["image"]) == (
                 ref.pool, ref.namespace, ref.name):
-            return True
-    return False
+            return _cause(data)
+    return None
 
 
 def detach(path: str) -> None:
-    """Undo :func:`attach` for the device or file ``path``."""
+    """Undo :func:`attach` for the device or file ``path``.
+
+    :raises BdevError: a watchdog had aborted this rbd-fuse attachment, so what was written
+        through it since may be lost (said with the cause, and the abort marker removed); it
+        is stopped all the same.
+    """
     root = fuse_root()
     if Path(path).parent.parent == root:
-        _stop_fuse(Path(path).parent)
-    elif path.startswith("/dev/rbd"):
-        run(["rbd", "device", "unmap", path], backend=BACKEND)
-    elif path.startswith("/dev/nbd"):
-        run(["rbd-nbd", "unmap", path], backend=BACKEND)
+        directory = Path(path).parent
+        marker = _watchdog().marker(directory)
+        aborted_by = _abort_record(marker)
+        _stop_fuse(directory)
+        if aborted_by is not None:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+            spec = ImageRef(aborted_by["pool"], aborted_by["namespace"], aborted_by["image"]).spec
+            raise BdevError(_("writes to RBD image {spec} stopped: {cause}; what was written since may be lost").format(
+                spec=spec, cause=_cause(aborted_by)), backend=BACKEND)
+    elif path.startswith(("/dev/rbd", "/dev/nbd")):
+        _unmap(["rbd", "device", "unmap"] if path.startswith("/dev/rbd") else ["rbd-nbd", "unmap"], path)
+
+
+def _unmap(tool: list[str], device: str) -> None:
+    """Unmap a kernel device once no filesystem holds it (rbd-nbd would disconnect one still
+    mounted, losing its last writes); while one does, it stays mapped.
+
+    :raises Busy: still held after :data:`RELEASE_TIMEOUT` seconds.
+    """
+    if not wait_device_released(device):
+        raise Busy(_("{device} is still in use after its filesystem was unmounted; it stays mapped").format(
+            device=device), backend=BACKEND)
+    run([*tool, device], backend=BACKEND)
+
+
+def wait_device_released(device: str) -> bool:
+    """Wait until nothing holds block device ``device`` exclusively (a mounted filesystem
+    does: the kernel drops a stopped container's last mount a moment after its processes
+    end); False if something still does after :data:`RELEASE_TIMEOUT` seconds."""
+    deadline = time.monotonic() + RELEASE_TIMEOUT
+    while True:
+        try:
+            os.close(os.open(device, os.O_RDONLY | os.O_EXCL))
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                return True  # gone, or not openable: the unmapping tool says why
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -143,7 +206,7 @@ def attached(cluster: Cluster, ref: ImageRef, *, readonly: bool) -> Iterator[str
 
 def _stop_fuse(directory: Path) -> None:
     """Unmount an rbd-fuse daemon's directory (the daemon exits) and remove it."""
-    if _watchdog.marker(directory).exists():
+    if _watchdog().marker(directory).exists():
         run(["umount", "-l", str(directory)], check=False)
     for _attempt in range(50):
         if str(directory) not in _fuse_mounts():
@@ -208,9 +271,27 @@ def attachments(ref: ImageRef) -> list[str]:
     for record, data in _records("*.json"):
         if (data["pool"], data["namespace"], data["image"]) == (ref.pool, ref.namespace, ref.name):
             found.append(str(record.with_suffix("") / ref.name))
-    mapped = Path("/dev/rbd") / ref.spec
-    if mapped.exists():
-        found.append(os.path.realpath(mapped))
+    return found + kernel_devices(ref)
+
+
+def kernel_devices(ref: ImageRef) -> list[str]:
+    """The kernel block devices mapping ``ref`` (its head, not a snapshot) on this host:
+    krbd's from sysfs (``/dev/rbdN``, with or without udev's ``/dev/rbd/...`` links), rbd-nbd's
+    from ``rbd-nbd list-mapped`` (``/dev/nbdN``), asked only while an nbd device is connected."""
+    wanted = (ref.pool, ref.namespace, ref.name, "-")
+    found = []
+    for device in Path("/sys/bus/rbd/devices").glob("*"):
+        with contextlib.suppress(OSError):
+            attrs = tuple((device / attr).read_text().strip() for attr in ("pool", "pool_ns", "name", "current_snap"))
+            if attrs == wanted:
+                found.append(f"/dev/rbd{device.name}")
+    if any(Path("/sys/block").glob("nbd*/pid")) and which("rbd-nbd"):
+        listed = run(["rbd-nbd", "list-mapped", "--format", "json"], check=False, backend=BACKEND).stdout
+        with contextlib.suppress(ValueError):
+            for entry in json.loads(listed or "[]"):
+                head = entry.get("snap") in ("", "-")  # rbd-nbd says "" where krbd says "-"
+                if head and (entry.get("pool"), entry.get("namespace") or "", entry.get("image"), "-") == wanted:
+                    found.append(str(entry["device"]))
     return found
 
 
@@ -225,10 +306,14 @@ def mountpoints(ref: ImageRef) -> list[str]:
 
 
 def in_use(ref: ImageRef) -> bool:
-    """Whether ``ref`` is attached here and in use: a loop device holds its rbd-fuse file, or
-    the kernel maps it.  This sees a mount in another mount namespace too (a running
-    container's rootfs, mounted in its own)."""
-    return any(path.startswith("/dev/") or loops_backing(path) for path in attachments(ref))
+    """Whether ``ref`` is attached here and in use: the kernel maps it, a loop device holds
+    its rbd-fuse file, or the process that attached it through rbd-fuse still runs (a
+    container's monitor, between attaching and its init's mount).  This sees a mount in
+    another mount namespace too (a running container's rootfs, mounted in its own)."""
+    if any(path.startswith("/dev/") or loops_backing(path) for path in attachments(ref)):
+        return True
+    return any(_alive(int(data["pid"])) for _record, data in _records("*.json")
+               if (data["pool"], data["namespace"], data["image"]) == (ref.pool, ref.namespace, ref.name))
 
 
 def reap() -> list[str]:

@@ -6,12 +6,18 @@ in ``lxc.conf``, else Ceph's own default (``/etc/ceph/ceph.conf``); the user is
 the config file's ``keyring``.  Every connection has short timeouts
 (``lxc.bdev.rbd.timeout``, default 10 s), so an unreachable cluster fails instead of hanging.
 Every librados/librbd failure becomes one sentence (:func:`explain`).
+
+Every I/O context bdev opens asks Ceph to *try* writes to a full pool (``FULL_TRY``): a write
+that needs room then fails at once (``EDQUOT`` over a pool quota, ``ENOSPC`` on a full
+cluster, said as :class:`PoolFull` naming the pool and its quota) instead of waiting for the
+pool to have room again, and what frees room (removing data) still goes through.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import threading
 import time
@@ -20,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bdev.errors import BdevError, InvalidInput, NotFound
+from bdev.units import format_size
+
 from ._i18n import _, N_
 
 BACKEND = "rbd"
@@ -109,7 +117,8 @@ def _rados() -> Any:
 
 
 def connect(cluster: Cluster) -> Any:
-    """A connected ``rados.Rados`` for ``cluster``, reused within this process.
+    """A connected ``rados.Rados`` for ``cluster``, reused within this process; made from the
+    host's network namespace when this process is a container's (:mod:`._hostns`).
 
     :raises BdevError: the config file or keyring is missing, no monitor answers, or the key
         is refused, in one sentence.
@@ -129,8 +138,11 @@ def connect(cluster: Cluster) -> Any:
         except rados.Error as exc:
             raise explain(exc, _("reading the Ceph config {conf}").format(conf=cluster.conf or '(default)')) from None
         _check_keyring(handle, cluster)
+        from ._hostns import host_network
+
         try:
-            handle.connect(timeout=cluster.timeout)
+            with host_network():  # from a container's init too: its sockets and threads stay in the host's
+                handle.connect(timeout=cluster.timeout)
         except rados.Error as exc:
             error = _connect_error(exc, handle, cluster)  # reads mon_host before the handle goes
             with contextlib.suppress(Exception):
@@ -222,16 +234,66 @@ def pool(cluster: Cluster, name: str, namespace: str = "") -> Iterator[Any]:
         forget(cluster)
         raise explain(exc, _("opening pool {name!r}").format(name=name)) from None
     try:
+        _try_when_full(ioctx)
         if namespace:
             ioctx.set_namespace(namespace)
         yield ioctx
+    except PoolFull as exc:
+        if exc.reason is not None:
+            raise
+        raise PoolFull(exc.doing, full_reason(handle, name)) from None
     finally:
         ioctx.close()
 
 
+def _try_when_full(ioctx: Any) -> None:
+    """Mark ``ioctx``'s writes ``FULL_TRY`` (see the module docstring); librados renamed the
+    call after Ceph 16."""
+    mark = getattr(ioctx, "set_pool_full_try", None) or ioctx.set_osdmap_full_try
+    mark()
+
+
+class PoolFull(BdevError):
+    """Ceph refused a write for want of room: the pool is over its quota, or the cluster is
+    full.
+
+    :param doing: what was being done (``creating RBD image c1``).
+    :param reason: why the pool has no room (:func:`full_reason`), or None when not known yet:
+        :func:`pool` fills it in from the OSD map.
+    """
+
+    def __init__(self, doing: str, reason: str | None = None):
+        super().__init__(_("{doing} failed: {reason}").format(
+            doing=doing, reason=reason or _("the pool is full")), backend=BACKEND)
+        self.doing = doing
+        self.reason = reason
+
+
+def full_reason(handle: Any, pool_name: str) -> str | None:
+    """Why pool ``pool_name`` takes no more data, from the monitor's OSD map: ``pool lxc is
+    full (quota 16.0 MiB)``, or a full cluster; None when it has room (or the map cannot be
+    read)."""
+    command = json.dumps({"prefix": "osd pool ls", "detail": "detail", "format": "json"})
+    try:
+        code, out, _status = handle.mon_command(command, b"")
+        pools = json.loads(out) if code == 0 else []
+    except Exception:  # noqa: BLE001 - an unreadable map only loses the detail
+        return None
+    for entry in pools:
+        if entry.get("pool_name") != pool_name:
+            continue
+        flags = set(str(entry.get("flags_names", "")).split(","))
+        if "full_quota" in flags:
+            limits = [format_size(int(entry["quota_max_bytes"]))] if entry.get("quota_max_bytes") else []
+            if entry.get("quota_max_objects"):
+                limits.append(_("{count} objects").format(count=entry["quota_max_objects"]))
+            return _("pool {pool} is full (quota {quota})").format(pool=pool_name, quota=_(" and ").join(limits))
+        if "full" in flags:
+            return _("the Ceph cluster is full (pool {pool} takes no more data)").format(pool=pool_name)
+    return None
+
+
 _ERRNO_SENTENCES = {
-    errno.ENOSPC: N_("the Ceph cluster is full (no space left)"),
-    errno.EDQUOT: N_("the pool is over its quota"),
     errno.ETIMEDOUT: N_("Ceph did not answer in time (is an OSD down?)"),
     errno.ESHUTDOWN: N_("the connection to Ceph was shut down"),
     errno.ENAMETOOLONG: N_("Ceph rejects the name: it is too long"),
@@ -246,9 +308,12 @@ _ERRNO_SENTENCES = {
 
 
 def explain(exc: BaseException, doing: str) -> BdevError:
-    """One sentence for a librados/librbd error raised while ``doing`` something."""
+    """One sentence for a librados/librbd error raised while ``doing`` something (a
+    :class:`PoolFull` when Ceph wanted room)."""
     code = getattr(exc, "errno", None)
     if code is not None and code < 0:
         code = -code
+    if code in (errno.EDQUOT, errno.ENOSPC):
+        return PoolFull(doing)
     reason = _ERRNO_SENTENCES.get(code or -1) or (os.strerror(code) if code else str(exc))
     return BdevError(_("{doing} failed: {reason}").format(doing=doing, reason=reason), backend=BACKEND)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import rbd
 
 from bdev.errors import AlreadyExists, BdevError, NotFound
 
-from ._cluster import BACKEND, explain
+from ._cluster import BACKEND, PoolFull, explain
 from ._i18n import _
 from ._names import DELETED, SWAP_SUFFIX
 
@@ -22,6 +23,11 @@ FEATURES = rbd.RBD_FEATURE_LAYERING
 SWAP_KEY = "bdev.swap-with"
 CONFIG_KEY = "bdev.config"
 NAME_KEY = "bdev.container"
+ROOM_TIMEOUT = 45.0
+"""How long removing an image waits for Ceph to see the room its freed data left in a full
+pool (the monitor lifts a pool's full flag at its next statistics report: every 5 to 15 s
+with Ceph's defaults), or for a killed client's watch to expire (30 s by default)."""
+ROOM_POLL = 0.5
 
 
 def exists(ioctx: Any, name: str) -> bool:
@@ -68,13 +74,52 @@ def create(ioctx: Any, name: str, size: int) -> None:
 
 
 def remove(ioctx: Any, name: str) -> None:
-    """Remove image ``name`` (it has no snapshots left); one that is gone is fine."""
-    try:
-        rbd.RBD().remove(ioctx, name)
-    except rbd.ImageNotFound:
-        return
-    except rbd.Error as exc:
-        raise explain(exc, _("removing RBD image {name}").format(name=name)) from None
+    """Remove image ``name`` (it has no snapshots left); one that is gone is fine.
+
+    After a watchdog aborted an attachment because the pool is full, removing the image
+    meets two obstacles, each retried for up to :data:`ROOM_TIMEOUT` seconds:
+
+    * librbd cannot move the image to the pool's trash, its first step (it then says the image
+      does not exist, or that the pool is full): the image's data is freed (:func:`_free_data`)
+      and the removal retried until Ceph sees the room;
+    * the killed rbd-fuse daemon's watch on the image stays until the OSD's watch timeout
+      (``osd_client_watch_timeout``, 30 s by default): librbd says the image is in use.
+
+    :raises PoolFull: the pool still had no room then; the image stays, without its data.
+    :raises BdevError: the image was still in use then, or Ceph failed otherwise.
+    """
+    doing = _("removing RBD image {name}").format(name=name)
+    deadline, freed = time.monotonic() + ROOM_TIMEOUT, False
+    while True:
+        try:
+            rbd.RBD().remove(ioctx, name)
+            return
+        except rbd.ImageNotFound:
+            if not exists(ioctx, name):
+                return
+            error: BdevError = PoolFull(doing)
+        except (rbd.DiskQuotaExceeded, rbd.NoSpace, rbd.ImageBusy) as exc:
+            error = explain(exc, doing)
+        except rbd.Error as exc:
+            raise explain(exc, doing) from None
+        if isinstance(error, PoolFull) and not freed:
+            _free_data(ioctx, name)
+            freed = True
+        if time.monotonic() > deadline:
+            raise error
+        time.sleep(ROOM_POLL)
+
+
+def _free_data(ioctx: Any, name: str) -> None:
+    """Discard every extent of image ``name``: Ceph deletes its data objects, which a full
+    pool allows, and the pool's usage drops at the next statistics report.  Best effort."""
+    with opened(ioctx, name) as image:
+        try:
+            image.discard(0, image.size())
+        except rbd.Error as exc:  # a clone's discard writes (its parent must not show): no room for it
+            log.info("could not free the data of RBD image %s in its full pool: %s", name, exc)
+            return
+    log.info("freed the data of RBD image %s: its pool is full, so it cannot go yet", name)
 
 
 def rename(ioctx: Any, old: str, new: str) -> None:

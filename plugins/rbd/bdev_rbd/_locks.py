@@ -25,6 +25,7 @@ from ._i18n import _
 
 KEY_HOST = "lxc.bdev.rbd.hostname"
 TAG = "bdev"
+CONTAINER_PREFIX = "container "
 
 
 def host_name(settings: Mapping[str, str]) -> str:
@@ -42,8 +43,17 @@ class Holder:
     cookie: str
 
     def describe(self) -> str:
+        if self.mount.startswith(CONTAINER_PREFIX):
+            return _("host {host} (container {container} runs on it)").format(
+                host=self.host, container=self.mount[len(CONTAINER_PREFIX):])
         return _("host {host} (mounted at {mount})").format(host=self.host, mount=self.mount) if self.mount else _("host {host}").format(
             host=self.host)
+
+
+def container_mount(container: str) -> str:
+    """The ``mount`` of a lock a running ``container`` holds (its rootfs is mounted in the
+    container's own mount namespace, at no path the host sees)."""
+    return CONTAINER_PREFIX + container
 
 
 def holders(image: Any) -> list[Holder]:

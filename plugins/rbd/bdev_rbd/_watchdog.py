@@ -1,10 +1,11 @@
 """The watchdog of one rbd-fuse attachment, run as its own detached process.
 
-rbd-fuse retries forever when the cluster stops answering, so a writer would hang in the
-kernel.  The watchdog pings the cluster every second and, once it misses the cluster's
-timeout, aborts the FUSE connection (every pending and later request fails), kills the
-daemon and records the abort in ``<directory>.aborted`` beside the daemon's record.  It exits
-when the rbd-fuse mount is gone.
+rbd-fuse retries forever when the cluster stops answering, and waits for room when its pool
+is full (over its quota, or the cluster full), so a writer would hang in the kernel.  The
+watchdog pings the cluster every second and, once it misses the cluster's timeout or the pool
+is full, aborts the FUSE connection (every pending and later request fails), kills the daemon
+and records the abort and its cause in ``<directory>.aborted`` beside the daemon's record.
+It exits when the rbd-fuse mount is gone.
 
 It is a process of its own, not a thread of the caller: librados threads (and a thread using
 them) in a process that later forks (the runtime's monitor starting a container's init) leave
@@ -28,6 +29,7 @@ from pathlib import Path
 from bdev.command import run
 
 from ._cluster import BACKEND, Cluster
+from ._i18n import _
 from ._names import ImageRef
 from ._hostns import enter_host_mounts, host_pid
 
@@ -55,28 +57,41 @@ def start(cluster: Cluster, ref: ImageRef, directory: Path, connection: int) -> 
 def watch(cluster: Cluster, ref: ImageRef, directory: Path, connection: int, owner: int,
           interval: float = INTERVAL) -> None:
     """Ping the cluster while the rbd-fuse daemon of ``directory`` serves FUSE connection
-    ``connection``; abort it when Ceph stops answering (see the module docstring)."""
-    import rados
-
-    from ._cluster import forget, pool
+    ``connection``; abort it when Ceph stops answering or the pool is full (see the module
+    docstring)."""
+    from ._cluster import forget
 
     while served(directory, connection):
-        try:
-            with pool(cluster, ref.pool, ref.namespace) as ioctx:
-                with contextlib.suppress(rados.ObjectNotFound):
-                    ioctx.stat("rbd_directory")
-        except Exception as exc:  # noqa: BLE001 - any failure to answer is the cluster's
+        cause = _cannot_go_on(cluster, ref)
+        if cause is not None:
             if not served(directory, connection):
                 return
-            log.warning("Ceph stopped answering (%s): aborting rbd-fuse at %s", exc, directory)
+            log.warning("aborting rbd-fuse at %s: %s", directory, cause)
             marker(directory).write_text(json.dumps(
-                {"pool": ref.pool, "namespace": ref.namespace, "image": ref.name, "pid": owner}))
+                {"pool": ref.pool, "namespace": ref.namespace, "image": ref.name, "pid": owner, "cause": cause}))
             abort_fuse(connection)
             kill_daemon(directory)
             forget(cluster)
             return
         time.sleep(interval)
     forget(cluster)
+
+
+def _cannot_go_on(cluster: Cluster, ref: ImageRef) -> str | None:
+    """Why the attachment of ``ref`` cannot go on (Ceph does not answer, or the pool is
+    full), as the end of a sentence; None while it can."""
+    import rados
+
+    from ._cluster import connect, full_reason, pool
+
+    try:
+        with pool(cluster, ref.pool, ref.namespace) as ioctx:
+            with contextlib.suppress(rados.ObjectNotFound):
+                ioctx.stat("rbd_directory")
+        return full_reason(connect(cluster), ref.pool)
+    except Exception:  # noqa: BLE001 - any failure to answer is the cluster's
+        return _("the Ceph cluster did not answer within {timeout} s (is an OSD down?); the image is removed when "
+                 "the cluster answers again").format(timeout=cluster.timeout)
 
 
 def served(directory: Path, connection: int) -> bool:

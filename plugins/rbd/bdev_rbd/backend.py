@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,12 @@ class RbdBackend(Backend):
         *blockfs.requirements(),
     )
     detect_priority = 40
+
+    def __init__(self, settings: Mapping[str, str] | None = None):
+        super().__init__(settings)
+        self._held_for_container: dict[str, str] = {}
+        """Attachments :meth:`running` made, by rootfs source (a container's init, forked
+        after it, mounts these)."""
 
     # ------------------------------------------------------------------ settings
 
@@ -222,6 +228,20 @@ class RbdBackend(Backend):
                 _images.remove(ioctx, ref.name)
         _images.collect(self._pool_opener(ref.namespace), origin)
 
+    def destroy_refusal(self, rootfs: Rootfs) -> str | None:
+        """Why :meth:`destroy` would refuse now: the image is mounted, here or on another
+        host (a stale lock of this host is released on the way, as :meth:`destroy` does)."""
+        ref = self.image_of(rootfs)
+        with self.opened_pool(ref) as ioctx:
+            if not _images.exists(ioctx, ref.name):
+                return None
+            with _images.opened(ioctx, ref.name) as image:
+                try:
+                    self._refuse_if_mounted(image, ref, _("removing it"))
+                except Busy as exc:
+                    return exc.cause
+        return None
+
     def exists(self, rootfs: Rootfs) -> bool:
         """Whether the image exists."""
         ref = self.image_of(rootfs)
@@ -241,27 +261,69 @@ class RbdBackend(Backend):
     def mount(self, rootfs: Rootfs, mountpoint: Path, *, readonly: bool = False) -> None:
         """Attach the image (krbd, rbd-nbd, or rbd-fuse + a loop device) and mount its
         filesystem.  A read-write mount first takes the image's lock for this host and
-        mount point; any mount is refused while another holder has it read-write."""
+        mount point; any mount is refused while another holder has it read-write.  In a
+        container's init, the attachment :meth:`running` made in the host's namespaces is
+        mounted instead."""
+        held = self._held_for_container.get(rootfs.source)
+        if held is not None:
+            self._mount_filesystem(held, mountpoint, readonly=readonly)
+            return
         ref = self.image_of(rootfs)
+        path = self._lock_and_attach(ref, str(mountpoint), readonly=readonly)
+        try:
+            self._mount_filesystem(path, mountpoint, readonly=readonly)
+        except BaseException:
+            _attach.detach(path)
+            if not readonly:
+                self._release(ref, str(mountpoint))
+            raise
+
+    @contextlib.contextmanager
+    def running(self, rootfs: Rootfs, *, container: str, readonly: bool = False) -> Iterator[None]:
+        """Lock the image for ``container`` (read-only: refuse while another holder has it
+        read-write, lock nothing) and attach it from the host's namespaces (an rbd-fuse daemon
+        started here outlives the container's processes, so the kernel's final unmount of its
+        filesystem still reaches Ceph); once the container's mount namespace is gone: wait for
+        the loop device to let go, detach, release the lock."""
+        ref = self.image_of(rootfs)
+        holder = _locks.container_mount(container)
+        path = self._lock_and_attach(ref, holder, readonly=readonly)
+        self._held_for_container[rootfs.source] = path
+        try:
+            yield
+        finally:
+            del self._held_for_container[rootfs.source]
+            self._let_go(ref, path, None if readonly else holder,
+                         what=_("container {container}").format(container=container))
+
+    def _lock_and_attach(self, ref: ImageRef, holder: str, *, readonly: bool) -> str:
+        """Take the lock for a read-write mount ``holder`` (refuse any mount while another
+        holder has it read-write) and attach the image; the device or file to mount."""
         with _hostns.host_network():  # a container's init mounts it from its own namespaces
             _attach.reap()
             with self.opened_pool(ref) as ioctx, _images.opened(ioctx, ref.name) as image:
                 if readonly:
                     self._refuse_if_mounted(image, ref, _("mounting it read-only"))
                 else:
-                    _locks.take(image, ref.spec, self.host(), str(mountpoint),
-                                lambda holder: self._holder_alive(holder, ref))
+                    _locks.take(image, ref.spec, self.host(), holder,
+                                lambda existing: self._holder_alive(existing, ref))
             try:
-                path = _attach.attach(self.cluster(), ref, readonly=readonly)
-                try:
-                    self._mount_filesystem(path, mountpoint, readonly=readonly)
-                except BaseException:
-                    _attach.detach(path)
-                    raise
+                return _attach.attach(self.cluster(), ref, readonly=readonly)
             except BaseException:
                 if not readonly:
-                    self._release(ref, mountpoint)
+                    self._release(ref, holder)
                 raise
+
+    def _let_go(self, ref: ImageRef, path: str, holder: str | None, *, what: str) -> None:
+        """After ``path``'s filesystem is unmounted: wait for its loop device to let go,
+        detach it, and release the lock of ``holder`` (if any).  While a loop device still
+        holds it nothing is detached (its last writes would be lost) and the lock stays."""
+        if not path.startswith("/dev/") and not _attach.wait_loops_released(path):
+            raise BdevError(_("a loop device still holds {backing} after unmounting {what}").format(
+                backing=path, what=what), backend=self.name)
+        _attach.detach(path)
+        if holder is not None:
+            self._release(ref, holder)
 
     def _mount_filesystem(self, path: str, mountpoint: Path, *, readonly: bool) -> None:
         fstype = blockfs.probe(path)
@@ -280,26 +342,24 @@ class RbdBackend(Backend):
         release this mount's lock; nothing mounted there only releases a stale lock."""
         ref = self.image_of(rootfs)
         entry = mount_at(mountpoint)
-        if entry is not None:
-            backing = _attach.loop_backing(entry.source) or entry.source
-            try:
-                run(["umount", str(mountpoint)], backend=self.name)
-            except CommandError as exc:
-                raise BdevError(_("cannot unmount {mountpoint} ({detail})").format(
-                    mountpoint=mountpoint, detail=blockfs.detail(exc)), backend=self.name) from None
-            if not backing.startswith("/dev/") and not _attach.wait_loops_released(backing):
-                raise BdevError(_("a loop device still holds {backing} after unmounting {mountpoint}").format(
-                    backing=backing, mountpoint=mountpoint), backend=self.name)
-            _attach.detach(backing)
-        self._release(ref, mountpoint)
+        if entry is None:
+            self._release(ref, str(mountpoint))
+            return
+        backing = _attach.loop_backing(entry.source) or entry.source
+        try:
+            run(["umount", str(mountpoint)], backend=self.name)
+        except CommandError as exc:
+            raise BdevError(_("cannot unmount {mountpoint} ({detail})").format(
+                mountpoint=mountpoint, detail=blockfs.detail(exc)), backend=self.name) from None
+        self._let_go(ref, backing, str(mountpoint), what=str(mountpoint))
 
-    def _release(self, ref: ImageRef, mountpoint: Path) -> None:
+    def _release(self, ref: ImageRef, holder: str) -> None:
         with self.opened_pool(ref) as ioctx, _images.opened(ioctx, ref.name) as image:
-            _locks.release_mount(image, self.host(), str(mountpoint))
+            _locks.release_mount(image, self.host(), holder)
 
     @staticmethod
     def _mount_alive(holder: _locks.Holder) -> bool:
-        return bool(holder.mount) and mount_at(holder.mount) is not None
+        return holder.mount.startswith("/") and mount_at(holder.mount) is not None
 
     @classmethod
     def _holder_alive(cls, holder: _locks.Holder, ref: ImageRef) -> bool:
@@ -400,14 +460,10 @@ class RbdBackend(Backend):
         try:
             return super().copy_from(source_path, placement, options, progress)
         except (BdevError, OSError):
-            if target is not None and _attach.aborted(target):
-                cluster = self.cluster()
-                raise BdevError(
-                    _("the copy into RBD image {spec} stopped: the Ceph cluster did not answer within {timeout} s "
-                      "(is an OSD down?); the image is removed when the cluster answers again").format(
-                        spec=target.spec, timeout=cluster.timeout),
-                    backend=self.name,
-                ) from None
+            cause = _attach.aborted(target) if target is not None else None
+            if target is not None and cause:
+                raise BdevError(_("the copy into RBD image {spec} stopped: {cause}").format(
+                    spec=target.spec, cause=cause), backend=self.name) from None
             raise
 
     def snapshot_refusal(

@@ -21,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from bdev import Backend, Capabilities, CloneOutcome, CreateOptions, Placement, Rootfs, Usage
-from bdev.command import run
-from bdev.errors import AlreadyExists, BdevError, InvalidInput
+from bdev.command import run, which
+from bdev.errors import AlreadyExists, BdevError, Busy, InvalidInput
+from bdev.mounts import mountpoints_of
 from bdev.requirements import PythonModule, Tool
 
 from . import _cli, _ops
@@ -57,6 +59,7 @@ class ZfsBackend(Backend):
         Tool("zfs", package="zfs-fuse"),
         Tool("zpool", package="zfs-fuse"),
         PythonModule("libzfs_core", package="python3-pyzfs", optional=True),
+        Tool("fuser", package="psmisc", optional=True),  # tells a busy dataset before destroying it
     )
     detect_priority = 20
     best_priority = 20
@@ -189,6 +192,9 @@ class ZfsBackend(Backend):
         self._repair(dataset)
         if not self.ops.exists(dataset):
             return
+        refusal = self.destroy_refusal(rootfs)
+        if refusal is not None:
+            raise Busy(refusal, backend=self.name)
         pool = dataset.split("/", 1)[0]
         clones = _cli.origins(pool)
         origin = clones.get(dataset)
@@ -204,6 +210,19 @@ class ZfsBackend(Backend):
             self.ops.destroy(dataset)
         if origin:
             self._collect(origin)
+
+    def destroy_refusal(self, rootfs: Rootfs) -> str | None:
+        """Why :meth:`destroy` would refuse now: the dataset is mounted and a process uses
+        the mount (its working directory or open files are there: ``fuser -m``), which
+        ``zfs umount`` and ``zfs destroy`` cannot get past.  A mount nobody uses is no
+        refusal: :meth:`destroy` unmounts it, as ``zfs destroy`` does."""
+        dataset = rootfs.source
+        for where in mountpoints_of(dataset):  # the mount table: no zfs command for the usual unmounted dataset
+            users = _processes_using(where)
+            if users:
+                return _("dataset {dataset} is mounted on {where} and in use by {users}; stop them or unmount it "
+                         "before destroying").format(dataset=dataset, where=where, users=", ".join(users))
+        return None
 
     def exists(self, rootfs: Rootfs) -> bool:
         """Whether the dataset exists."""
@@ -238,6 +257,18 @@ class ZfsBackend(Backend):
         except BdevError:
             self._restore_home(dataset)
             raise
+
+    @contextlib.contextmanager
+    def running(self, rootfs: Rootfs, *, container: str, readonly: bool = False) -> Iterator[None]:
+        """On zfs-fuse, mount the dataset in the host's mount namespace for the container's
+        life (the daemon mounts there, whoever asks: never in the container's namespace), so
+        the container's init binds that mount; unmount it after.  Kernel ZFS mounts in the
+        init's namespace itself, so nothing is held."""
+        if _kernel_zfs():
+            yield
+            return
+        with self.accessed(rootfs, readonly=readonly):
+            yield
 
     def umount(self, rootfs: Rootfs, mountpoint: Path) -> None:
         """Undo :meth:`mount`."""
@@ -554,3 +585,19 @@ class ZfsBackend(Backend):
                 self.ops.destroy(parent)
             if own_origin:
                 self._collect(own_origin)
+
+
+def _processes_using(mountpoint: str) -> list[str]:
+    """The processes using the filesystem mounted on ``mountpoint`` (``fuser -m``), as
+    ``PID (command)``; empty when none does, it is no mount point, or fuser is missing."""
+    if not which("fuser"):
+        return []
+    found = run(["fuser", "-m", mountpoint], check=False, backend=_cli.BACKEND)
+    users = []
+    for pid in found.stdout.split():
+        try:
+            command = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue  # gone meanwhile
+        users.append(f"{pid} ({command})")
+    return users

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bdev.command import run, which
+from bdev.testing.processes import stop_from_pidfile
 
 from . import _cli
 
@@ -62,31 +63,13 @@ def zfs_daemon(workdir: Path, timeout: float = 15.0) -> Iterator[str]:
     deadline = time.monotonic() + timeout
     while _cli.probe() is not None:
         if time.monotonic() > deadline:
-            _stop(pidfile)
+            stop_from_pidfile(pidfile, sig=signal.SIGTERM, timeout=30.0)
             raise RuntimeError(f"zfs-fuse did not answer within {timeout} s")
         time.sleep(0.1)
     try:
         yield "zfs-fuse started here"
     finally:
-        _stop(pidfile)
-
-
-def _stop(pidfile: Path, timeout: float = 30.0) -> None:
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    with contextlib.suppress(FileNotFoundError):
-        pidfile.unlink()
+        stop_from_pidfile(pidfile, sig=signal.SIGTERM, timeout=30.0)
 
 
 @contextlib.contextmanager

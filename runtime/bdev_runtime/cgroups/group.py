@@ -445,6 +445,55 @@ class ContainerCgroup:
                     _number(cgroupfs.read_file(v2.limit_dir / "memory.swap.current")))
         return None, None
 
+    def _v1_file(self, controller: str, name: str) -> int | None:
+        placement = self.placement_for(controller, 1)
+        if placement is None or not placement.limit_dir.is_dir():
+            return None
+        return _number(cgroupfs.read_file(placement.limit_dir / name))
+
+    def _v2_stat(self, name: str, key: str) -> int | None:
+        """Field ``key`` of the flat-keyed v2 file ``name`` (``cpu.stat``), or None."""
+        placement = self.placement_for("", 2)
+        if placement is None or not placement.limit_dir.is_dir():
+            return None
+        text = cgroupfs.read_file(placement.limit_dir / name) or ""
+        return next((_number(line.split()[1]) for line in text.splitlines() if line.split()[:1] == [key]), None)
+
+    def cpu_usage_ns(self) -> int | None:
+        """CPU time the cgroup's processes used, in nanoseconds: v1 ``cpuacct.usage``, v2
+        ``cpu.stat``'s ``usage_usec``; None where not readable."""
+        used = self._v1_file("cpuacct", "cpuacct.usage")
+        if used is not None:
+            return used
+        usec = self._v2_stat("cpu.stat", "usage_usec")
+        return usec * 1000 if usec is not None else None
+
+    def block_io_bytes(self) -> int | None:
+        """Bytes read and written on block devices: the ``Total`` of v1
+        ``blkio.throttle.io_service_bytes`` (what ``lxc-info`` shows), or the sum of v2
+        ``io.stat``'s ``rbytes`` and ``wbytes``; None where not readable."""
+        placement = self.placement_for("blkio", 1)
+        if placement is not None and placement.limit_dir.is_dir():
+            text = cgroupfs.read_file(placement.limit_dir / "blkio.throttle.io_service_bytes") or ""
+            totals = [line.split()[1] for line in text.splitlines() if line.split()[:1] == ["Total"]]
+            return _number(totals[-1]) if totals else None
+        placement = self.placement_for("io", 2)
+        if placement is None or not placement.limit_dir.is_dir():
+            return None
+        total = 0
+        for line in (cgroupfs.read_file(placement.limit_dir / "io.stat") or "").splitlines():
+            for field_ in line.split()[1:]:
+                key, _sep, value = field_.partition("=")
+                if key in ("rbytes", "wbytes") and value.isdigit():
+                    total += int(value)
+        return total
+
+    def kernel_memory_usage(self) -> int | None:
+        """Kernel memory charged to the cgroup: v1 ``memory.kmem.usage_in_bytes``, v2
+        ``memory.stat``'s ``kernel``; None where not readable."""
+        used = self._v1_file("memory", "memory.kmem.usage_in_bytes")
+        return used if used is not None else self._v2_stat("memory.stat", "kernel")
+
     def live_values(self) -> dict[str, Value]:
         """The friendly limits as the running cgroup has them (limits whose files cannot be
         read are left out); empty when the cgroup does not exist."""

@@ -1,6 +1,7 @@
-"""``lxc-info -n NAME [-s] [-p] [-i] [-c KEY]... [-H] [-P lxcpath]``: a container's state,
-init pid and IP addresses, printed as LXC prints them (``State:          RUNNING``), for a
-container bdev's runtime runs and for one real LXC runs (asked in LXC's protocol)."""
+"""``lxc-info -n NAME [-s] [-p] [-i] [-S] [-c KEY]... [-H] [-P lxcpath]``: a container's
+state, init pid, IP addresses and usage (CPU, block I/O, memory, links), printed as LXC prints
+them (``State:          RUNNING``), for a container bdev's runtime runs and for one real LXC
+runs (asked in LXC's protocol)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bdev.i18n import option
 from .._i18n import N_
 from ..spec import load_config
 from ..status import status
+from ..usage import container_usage, usage_lines
 from .common import container_of
 
 PROG = "lxc-info"
@@ -32,7 +34,7 @@ def field_line(label: str, value: object) -> str:
 @option("-s", "--state", "show_state", is_flag=True, help=N_("Show the state."))
 @option("-p", "--pid", "show_pid", is_flag=True, help=N_("Show the process id of the init container."))
 @option("-i", "--ips", "show_ips", is_flag=True, help=N_("Show the IP addresses."))
-@option("-S", "--stats", "show_stats", is_flag=True, help=N_("Show usage statistics (none are listed yet)."))
+@option("-S", "--stats", "show_stats", is_flag=True, help=N_("Show usage statistics."))
 @option("-H", "--no-humanize", is_flag=True, help=N_("Show stats as raw numbers, not humanized."))
 @common_options()
 @click.pass_context
@@ -61,6 +63,10 @@ def command(ctx: click.Context, name: str | None, keys: tuple[str, ...], show_st
     if everything or show_ips:
         for address in state.addresses():
             click.echo(field_line("IP", address))
+    if (everything or show_stats) and state.init_pid:
+        for label, value in usage_lines(container_usage(ref, load_config(ref), managed_by=state.managed_by),
+                                        humanize=not no_humanize):
+            click.echo(field_line(label, value))
 
 
 def main() -> NoReturn:
