@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The guest suite: bdev's tests for what the host kernel lacks, run as root on a real kernel
 # (the qemu guest of vagrant/qemu, or the Vagrant box) against real device-mapper/LVM, kernel
-# OpenZFS and btrfs.  It copies the project to a scratch directory, installs it into the guest's
+# OpenZFS, btrfs and the kernel's rbd and nbd drivers.  It copies the project to a scratch directory, installs it into the guest's
 # virtualenv, makes a volume group `lxc` with a thin pool `lxc` (LXC's defaults) and a ZFS pool,
 # runs each suite in its own pytest session and prints one line saying what ran where.
 #
@@ -12,16 +12,20 @@
 #   --results DIR           where each suite's JUnit XML and exit status, guest.env (kernel,
 #                           zfs and LVM versions) and summary.json go (default: a temp dir,
 #                           removed after); earlier results there are removed first
-#   --suites                a subset of: lvm zfs btrfs contract (default: lvm,zfs,btrfs; the
-#                           lvm and zfs contracts run in their own modules, so `contract` adds
-#                           the generic module's cases: btrfs, and lvm or zfs should they move)
+#   --suites                a subset of: lvm zfs btrfs rbd contract (default: lvm,zfs,btrfs,rbd;
+#                           the lvm and zfs contracts run in their own modules, so `contract`
+#                           adds the generic module's cases: btrfs, and lvm or zfs should they
+#                           move; rbd: the rbd backend through krbd and rbd-nbd, on a throwaway
+#                           Ceph cluster its tests start)
 #   --profile full|ci       full (default): every case of each suite.  ci: what fits CI's budget
 #                           under software emulation, chosen for what the host cannot test:
 #                           the lvm and zfs contracts on one storage kind (tmpdir; the host
 #                           runs the storage kinds with dir, btrfs, overlay and loop), crash
 #                           tests at one step (restore:after-swap), zfs cases through
-#                           libzfs_core (pyzfs) plus the zfs command's restore cases; pytest
-#                           reports the rest as deselected and the summary says ci
+#                           libzfs_core (pyzfs) plus the zfs command's restore cases, rbd's
+#                           kernel cases but its restores (librbd's work, which the host runs
+#                           through rbd-fuse; about 4 of 7 minutes kept); pytest reports the
+#                           rest as deselected and the summary says ci
 #   --venv                  the virtualenv (default /opt/bdev-guest/venv, made if missing)
 #   --wheels DIR            install the project from these wheels (built elsewhere) instead of
 #                           building it from the copy
@@ -34,7 +38,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source_dir=$(dirname "$here")
 lvm_disk="" zfs_disk="" results="" wheels="" files_from="" venv=/opt/bdev-guest/venv
-selected=(lvm zfs btrfs)
+selected=(lvm zfs btrfs rbd)
 profile=full
 pytest_args=()
 while [ $# -gt 0 ]; do
@@ -53,8 +57,8 @@ while [ $# -gt 0 ]; do
 done
 for suite in "${selected[@]}"; do
   case $suite in
-    lvm|zfs|btrfs|contract) ;;
-    *) echo "guest-suite: unknown suite '$suite' (known: lvm zfs btrfs contract)" >&2; exit 2 ;;
+    lvm|zfs|btrfs|rbd|contract) ;;
+    *) echo "guest-suite: unknown suite '$suite' (known: lvm zfs btrfs rbd contract)" >&2; exit 2 ;;
   esac
 done
 case $profile in
@@ -99,6 +103,12 @@ say "kernel $(uname -r); loading dm-snapshot, dm-thin-pool, zfs, btrfs, xfs, loo
 for module in dm_mod dm_snapshot dm_thin_pool zfs btrfs xfs loop overlay; do
   modprobe "$module" || say "modprobe $module failed"
 done
+if [[ " ${selected[*]} " == *" rbd "* ]]; then
+  say "loading rbd and nbd (the rbd suite maps images through both)"
+  for module in rbd nbd; do
+    modprobe "$module" || say "modprobe $module failed"
+  done
+fi
 
 say "volume group $VG with thin pool $THIN_POOL"
 if [ -z "$lvm_disk" ]; then
@@ -170,9 +180,11 @@ run_suite() {  # label test-file [pytest args...]
 
 narrow=()
 zfs_narrow=()
+rbd_narrow=()
 if [ "$profile" = ci ]; then
   narrow=(--kit-storage=tmpdir --kit-crash-steps=restore:after-swap)
   zfs_narrow=(-k 'pyzfs or (cli and (restore or rollback or swap))')
+  rbd_narrow=(-k 'not restores')
 fi
 echo "PROFILE=$profile" >> "$results/guest.env"
 
@@ -181,6 +193,8 @@ for suite in "${selected[@]}"; do
     lvm) run_suite lvm tests/test_lvm.py "${narrow[@]}" ;;
     zfs) run_suite zfs tests/test_zfs.py "${narrow[@]}" "${zfs_narrow[@]}" ;;
     btrfs) run_suite btrfs tests/test_btrfs.py ;;
+    # krbd and rbd-nbd, each forced; the test module starts (and removes) its Ceph cluster
+    rbd) run_suite rbd tests/test_rbd_kernel.py "${rbd_narrow[@]}" ;;
     # the generic contract module's cases for the backends under test (ids [backend-storage])
     contract) run_suite contract tests/test_backend_contract.py -k '[lvm- or [zfs- or [btrfs-' ;;
   esac

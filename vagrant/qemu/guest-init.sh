@@ -27,6 +27,7 @@ mountpoint -q /dev/shm || mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -o remount,rw /
 hostname bdev-guest
+ip link set lo up  # nothing else brings up loopback here (the rbd suite's Ceph cluster listens on it)
 mkdir -p "$out"
 if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 bdev-out "$out"; then
   echo "guest-init: no results share (9p tag bdev-out)"

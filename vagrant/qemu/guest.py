@@ -1,5 +1,6 @@
 """Run bdev's guest suite in a qemu virtual machine: a real Debian 12 kernel with
-device-mapper/LVM, kernel OpenZFS and btrfs, for machines (and CI) without Vagrant.
+device-mapper/LVM, kernel OpenZFS, btrfs and the rbd and nbd drivers, for machines (and CI)
+without Vagrant.
 
 The image (root filesystem, kernel, initramfs; see build-image.sh) is built once per machine
 and cached outside the checkout, under ``/var/cache/bdev-guest/<key>/`` (``BDEV_GUEST_CACHE``
@@ -15,7 +16,7 @@ guest.  The guest's console is streamed with a ``guest|`` prefix; the run ends w
 saying which suites ran on which kernel and their counts.  A hard timeout kills qemu.  Nothing
 is left behind (qemu, temp files), even on Ctrl-C or SIGTERM; qemu also dies with this process.
 
-usage: guest.py [--timeout 45m] [--build-timeout 60m] [--suites lvm,zfs,btrfs]
+usage: guest.py [--timeout 45m] [--build-timeout 60m] [--suites lvm,zfs,btrfs,rbd]
                 [--rebuild] [--build-only] [-- PYTEST_ARGS...]
 """
 
@@ -48,11 +49,11 @@ VAGRANT_DIR = QEMU_DIR.parent
 CHECKOUT = VAGRANT_DIR.parent
 BUILD_SCRIPT = QEMU_DIR / "build-image.sh"
 DEFAULT_CACHE = Path("/var/cache/bdev-guest")
-SUITES = ("lvm", "zfs", "btrfs", "contract")  # what guest-suite.sh knows
+SUITES = ("lvm", "zfs", "btrfs", "rbd", "contract")  # what guest-suite.sh knows
 PROFILES = ("full", "ci")  # guest-suite.sh --profile
 DEFAULT_SUITES = {  # the lvm and zfs contracts run inside their own modules
-    "full": ("lvm", "zfs", "btrfs"),
-    "ci": ("lvm", "zfs"),  # btrfs runs in the host suite, on this machine's kernel
+    "full": ("lvm", "zfs", "btrfs", "rbd"),
+    "ci": ("lvm", "zfs", "rbd"),  # btrfs runs in the host suite, on this machine's kernel
 }
 
 # What the image is made from: a change to any of these files makes a new image.
