@@ -35,6 +35,7 @@ from bdev.testing.kit.storage import environment, write_hermetic_lxc_conf
 from bdev.testing.samples import make_sample_rootfs
 from bdev.testing.trees import tree_differences
 from roundtrip import copy_through_btrfs_and_dir
+from snapshot_scenarios import every_snapshot_still_restores, read, three_versions, write
 
 pytestmark = [
     pytest.mark.root,
@@ -134,18 +135,6 @@ def matches(container: Container, expected: Path) -> list[str]:
     rootfs = container.rootfs
     with default_registry().backend_for(rootfs).accessed(rootfs, readonly=True) as path:
         return [p for p in tree_differences(expected, path) if not p.startswith(REWRITTEN)]
-
-
-def write(container: Container, rel: str, text: str) -> None:
-    rootfs = container.rootfs
-    with backend().accessed(rootfs) as path:
-        (path / rel).write_text(text)
-
-
-def read(container: Container, rel: str) -> str:
-    rootfs = container.rootfs
-    with backend().accessed(rootfs, readonly=True) as path:
-        return (path / rel).read_text()
 
 
 @pytest.fixture
@@ -341,22 +330,11 @@ def test_restore_older_snapshot_keeps_newer(rlxc: Path, sample: Path, ceph: Ceph
     stays restorable and the replaced image is kept hidden while snapshots need it."""
     c = Container("c1", rlxc)
     c.create(backend="rbd", source=sample)
-    for i in range(3):
-        write(c, "etc/motd", f"version {i}\n")
-        assert c.snapshot() == f"snap{i}"
-    write(c, "etc/motd", "live\n")
+    three_versions(c)
     old_id = image_info(ceph, "c1")["id"]
     c.snapshot_restore("snap0")
     assert image_info(ceph, "c1")["id"] != old_id
-    assert read(c, "etc/motd") == "version 0\n"
-    assert [s.name for s in c.snapshot_list()] == ["snap0", "snap1", "snap2"]
-    for i in range(3):
-        r = c.snapshot_restore(f"snap{i}", f"r{i}")
-        assert read(r, "etc/motd") == f"version {i}\n"
-        r.destroy()
-    c.snapshot_restore("snap2")
-    assert read(c, "etc/motd") == "version 2\n"
-    c.destroy(with_snapshots=True)
+    every_snapshot_still_restores(c)
     assert images(ceph) == []
 
 

@@ -29,6 +29,7 @@ from bdev.testing.kit.storage import environment, write_hermetic_lxc_conf
 from bdev.testing.samples import make_sample_rootfs
 from bdev.testing.trees import tree_differences
 from roundtrip import copy_through_btrfs_and_dir
+from snapshot_scenarios import every_snapshot_still_restores, read, three_versions, write
 
 pytestmark = [
     pytest.mark.root,
@@ -106,22 +107,6 @@ def matches(container: Container, expected: Path) -> list[str]:
     with backend.accessed(rootfs) as path:
         step = max(backend.time_granularity_ns, default_registry().backend("zfs").time_granularity_ns)
         return [p for p in tree_differences(expected, path, time_granularity_ns=step) if not p.startswith(REWRITTEN)]
-
-
-def write(container: Container, rel: str, text: str) -> None:
-    from bdev.engine.context import default_registry
-
-    rootfs = container.rootfs
-    with default_registry().backend_for(rootfs).accessed(rootfs) as path:
-        (path / rel).write_text(text)
-
-
-def read(container: Container, rel: str) -> str:
-    from bdev.engine.context import default_registry
-
-    rootfs = container.rootfs
-    with default_registry().backend_for(rootfs).accessed(rootfs, readonly=True) as path:
-        return (path / rel).read_text()
 
 
 @pytest.fixture
@@ -209,20 +194,9 @@ def test_destroy_origin_with_live_clones_then_clones(zlxc: Path, sample: Path, z
 def test_restore_older_snapshot_keeps_newer(zlxc: Path, sample: Path) -> None:
     c = Container("c1", zlxc)
     c.create(backend="zfs", source=sample)
-    for i in range(3):
-        write(c, "etc/motd", f"version {i}\n")
-        assert c.snapshot() == f"snap{i}"
-    write(c, "etc/motd", "live\n")
+    three_versions(c)
     c.snapshot_restore("snap0")
-    assert read(c, "etc/motd") == "version 0\n"
-    assert [s.name for s in c.snapshot_list()] == ["snap0", "snap1", "snap2"]
-    for i in range(3):
-        r = c.snapshot_restore(f"snap{i}", f"r{i}")
-        assert read(r, "etc/motd") == f"version {i}\n"
-        r.destroy()
-    c.snapshot_restore("snap2")
-    assert read(c, "etc/motd") == "version 2\n"
-    c.destroy(with_snapshots=True)
+    every_snapshot_still_restores(c)
 
 
 def test_copy_zfs_btrfs_dir_and_back(zlxc: Path, sample: Path, tmp_path: Path) -> None:
